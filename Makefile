@@ -1,0 +1,77 @@
+# ecomrec: `make report` builds the environment, prepares data, runs every notebook and renders the report;
+# `make test` runs the test suite (unit, data, and every notebook in the smoke profile).
+
+PROFILE     ?= full
+SEED        ?= 42
+DEVICE      ?= auto
+DATA_DIR    ?=
+ARTIFACT_DIR ?= artifacts
+REPORT_ROOT ?= reports
+PYTHON      ?= python3
+VENV        ?= .venv
+# PY may point at another interpreter (a conda env: `make report PY=python`); then no .venv is built.
+PY          ?= $(VENV)/bin/python
+ENV_STAMP   := $(if $(filter $(VENV)/bin/python,$(PY)),$(VENV)/.installed,)
+KERNEL      ?= $(if $(ENV_STAMP),ecomrec,python3)
+
+REPORT      := $(REPORT_ROOT)/$(PROFILE)
+BUILD       := $(REPORT_ROOT)/.build
+NOTEBOOKS   := $(sort $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.py))))
+HTML        := $(NOTEBOOKS:%=$(REPORT)/%.html)
+
+.PHONY: help env report data lab test clean distclean
+.DELETE_ON_ERROR:
+
+help:
+	@echo "make report [PROFILE=full|smoke]  environment + data + every notebook + $(REPORT_ROOT)/<profile>/index.html"
+	@echo "make test                         unit, data and smoke-notebook tests"
+	@echo "make data [PROFILE=...]           only the cleaned, split parquet files under $(ARTIFACT_DIR)/<profile>/data"
+	@echo "make lab                          JupyterLab on the paired notebooks"
+	@echo "make clean | distclean            remove generated reports/artifacts (| and the .venv)"
+
+env: $(ENV_STAMP)
+
+# torch goes first and pinned: the CPU wheel (or your CUDA one); an unpinned torch pulled in later
+# would download several GB of CUDA packages.
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install torch==2.13.0
+	$(VENV)/bin/python -m pip install -e ".[dev]"
+	$(VENV)/bin/python -m ipykernel install --sys-prefix --name ecomrec --display-name "Python (ecomrec)"
+	touch $@
+
+report: $(REPORT)/index.html
+
+$(REPORT)/index.html: $(HTML)
+	$(PY) -m ecomrec.reporting index $(REPORT)
+
+data: $(ENV_STAMP)
+	$(PY) -m ecomrec.data.prepare --profile $(PROFILE) --artifact-dir $(ARTIFACT_DIR) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+# One rule for every notebook: percent .py → .ipynb → executed by papermill → HTML, metrics under metrics/.
+$(REPORT)/%.html: notebooks/%.py ecomrec/*.py ecomrec/*/*.py $(ENV_STAMP)
+	@mkdir -p $(BUILD) $(REPORT)/metrics
+	$(PY) -m jupytext --quiet --to ipynb --output $(BUILD)/$*.ipynb $<
+	$(PY) -m papermill --kernel $(KERNEL) --language python --cwd . $(BUILD)/$*.ipynb $(REPORT)/$*.ipynb \
+	    -p PROFILE $(PROFILE) -p SEED $(SEED) -r DATA_DIR "$(DATA_DIR)" -r ARTIFACT_DIR $(ARTIFACT_DIR) \
+	    -r REPORT_DIR $(REPORT_ROOT) -r DEVICE $(DEVICE)
+	$(PY) -m nbconvert --to html --log-level WARN $(REPORT)/$*.ipynb
+
+# Notebook-to-notebook inputs: a notebook runs after the ones whose artifacts it reads.
+# (01_data reads only the raw data; each later notebook adds its line here.)
+
+lab: $(ENV_STAMP)
+	$(PY) -m pip install -e ".[lab]"
+	$(PY) -m jupytext --sync notebooks/[0-9][0-9]_*.py
+	$(PY) -m jupyter lab notebooks/
+
+test: $(ENV_STAMP)
+	$(PY) -m pytest tests
+
+clean:
+	find $(REPORT_ROOT) -mindepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf $(ARTIFACT_DIR) notebooks/*.ipynb
+
+distclean: clean
+	rm -rf $(VENV)

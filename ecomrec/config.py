@@ -1,0 +1,103 @@
+"""Constants, profiles, paths, seeds and device choice, read by notebooks through their parameters."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SEED = 42
+DEFAULT_K = 10
+
+# Column names shared by every frame the package writes.
+COL_QUERY_ID = "query_id"
+COL_QUERY = "query"
+COL_PRODUCT_ID = "product_id"
+COL_TITLE = "title"
+COL_RELEVANCE = "relevance"
+COL_USER = "user_id"
+COL_ITEM = "item_id"
+COL_RATING = "rating"
+COL_TIMESTAMP = "timestamp"
+COL_SPLIT = "split"
+
+DATA_DIR_ENV = "ECOMREC_DATA_DIR"
+PACKAGE_ROOT = Path(__file__).resolve().parent
+SOURCE_ROOT = PACKAGE_ROOT.parent
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one run of the course: `smoke` for tests, `full` for the real report."""
+
+    name: str
+    search_queries: int | None  # queries sampled from Home Depot; None keeps all
+    search_valid_queries: int
+    search_test_queries: int
+    rec_users: int | None  # users sampled from Amazon Office; None keeps all
+    rec_kcore: int  # minimum interactions per user and per item after sampling
+    temporal_valid_frac: float = 0.1
+    temporal_test_frac: float = 0.1
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", search_queries=1_500, search_valid_queries=200, search_test_queries=300,
+                     rec_users=1_000, rec_kcore=3),
+    "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,
+                    rec_users=None, rec_kcore=5),
+}
+
+
+def get_profile(name: str | Profile) -> Profile:
+    """Return the named profile (a Profile passes through) or raise a ValueError listing the valid names."""
+    if isinstance(name, Profile):
+        return name
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}") from None
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """Data directory: the argument, else $ECOMREC_DATA_DIR, else ../shared/data when it exists, else data/."""
+    if data_dir:
+        return Path(data_dir).expanduser().resolve()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser().resolve()
+    for root in (Path.cwd(), SOURCE_ROOT):
+        shared = root.parent / "shared" / "data"
+        if shared.is_dir():
+            return shared.resolve()
+    return (Path.cwd() / "data").resolve()
+
+
+def artifact_dir(base: str | os.PathLike, profile: str | Profile) -> Path:
+    """Folder of one profile's artifacts (created on demand, never at import)."""
+    path = Path(base) / get_profile(profile).name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def set_seeds(seed: int = SEED) -> None:
+    """Seed Python, NumPy and (when installed) torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' gives 'cuda' when a GPU is visible, else 'cpu'; other values pass through after a check."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but torch sees no CUDA GPU")
+    return device

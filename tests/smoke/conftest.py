@@ -1,0 +1,32 @@
+"""Run notebooks through the real Makefile pipeline (jupytext → papermill → nbconvert), smoke profile."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def smoke_dirs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("smoke")
+    return {"reports": base / "reports", "artifacts": base / "artifacts"}
+
+
+@pytest.fixture(scope="session")
+def run_notebook(smoke_dirs):
+    """Build `reports/smoke/<name>.html` with make (prerequisite notebooks first); return its metrics."""
+
+    def run(name: str) -> dict:
+        target = smoke_dirs["reports"] / "smoke" / f"{name}.html"
+        cmd = ["make", "--no-print-directory", str(target), "PROFILE=smoke", f"PY={sys.executable}",
+               f"REPORT_ROOT={smoke_dirs['reports']}", f"ARTIFACT_DIR={smoke_dirs['artifacts']}"]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
+        assert target.is_file()
+        return json.loads((smoke_dirs["reports"] / "smoke" / "metrics" / f"{name}.json").read_text())
+
+    return run

@@ -1,0 +1,56 @@
+import json
+
+import numpy as np
+import pytest
+
+from ecomrec import reporting
+
+
+@pytest.fixture
+def metrics_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(reporting, "_current", None)
+    return tmp_path / "smoke" / "metrics"
+
+
+def test_record_writes_json_and_returns_value(metrics_dir):
+    path = reporting.start("01_data", metrics_dir)
+    assert reporting.record("data/homedepot/judgments", np.int64(74067)) == 74067
+    assert reporting.record("search/test/bm25/ndcg@10", np.float32(0.25)) == pytest.approx(0.25)
+    saved = json.loads(path.read_text())
+    assert saved == {"data/homedepot/judgments": 74067, "search/test/bm25/ndcg@10": pytest.approx(0.25)}
+    assert isinstance(saved["data/homedepot/judgments"], int)
+
+
+def test_start_discards_an_older_run(metrics_dir):
+    reporting.start("nb", metrics_dir)
+    reporting.record("a/b/c", 1)
+    path = reporting.start("nb", metrics_dir)
+    assert json.loads(path.read_text()) == {}
+
+
+@pytest.mark.parametrize("key", ["ndcg", "search/ndcg", "search//x/y", "search/test/bm 25/ndcg", 5])
+def test_bad_keys_rejected(metrics_dir, key):
+    reporting.start("nb", metrics_dir)
+    with pytest.raises(ValueError, match="bad metric key"):
+        reporting.record(key, 1.0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "0.3", None, True])
+def test_bad_values_rejected(metrics_dir, value):
+    reporting.start("nb", metrics_dir)
+    with pytest.raises(ValueError, match="finite number"):
+        reporting.record("a/b/c", value)
+
+
+def test_record_before_start(metrics_dir):
+    with pytest.raises(RuntimeError, match="start"):
+        reporting.record("a/b/c", 1)
+
+
+def test_index_links_notebooks_and_lists_metrics(metrics_dir):
+    reporting.start("01_data", metrics_dir)
+    reporting.record("data/homedepot/judgments", 74067)
+    report = metrics_dir.parent
+    (report / "01_data.html").write_text("<html></html>")
+    page = reporting.build_index(report).read_text()
+    assert "href='01_data.html'" in page and "data/homedepot/judgments" in page and "74,067" in page
