@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import office_events, office_meta, write_office
+from fixture_files import office_events, office_meta, write_office
 from ecomrec.data.amazon import clean_office, iter_records, load_office, read_meta, read_reviews
 from ecomrec.data.errors import DataFormatError
 

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from conftest import write_office
+from fixture_files import write_office
 from ecomrec.data import download as dl
 from ecomrec.data.amazon import load_office
 from ecomrec.data.errors import ChecksumMismatchError, DataError

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from conftest import HOMEDEPOT_ROWS, write_homedepot
+from fixture_files import HOMEDEPOT_ROWS, write_homedepot
 from ecomrec.data.errors import DataFormatError
 from ecomrec.data.homedepot import clean_homedepot, load_homedepot, read_homedepot_csv
 
