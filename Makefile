@@ -60,6 +60,7 @@ $(REPORT)/%.html: notebooks/%.py ecomrec/*.py ecomrec/*/*.py $(ENV_STAMP)
 
 # Notebook-to-notebook inputs: a notebook runs after the ones whose artifacts it reads.
 # (01_data reads only the raw data; each later notebook adds its line here.)
+$(REPORT)/02_augmentation.html: $(REPORT)/01_data.html
 
 lab: $(ENV_STAMP)
 	$(PY) -m pip install -e ".[lab]"

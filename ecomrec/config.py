@@ -41,13 +41,16 @@ class Profile:
     rec_kcore: int  # minimum interactions per user and per item after sampling
     temporal_valid_frac: float = 0.1
     temporal_test_frac: float = 0.1
+    gen_train_steps: int = 60  # optimiser steps of the from-scratch query generator (02)
+    gen_products: int | None = 300  # Home Depot products that get synthetic queries; None = all
+    triplet_anchors: int = 400  # (query, product) anchors per source for the negative-sampling sets
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", search_queries=1_500, search_valid_queries=200, search_test_queries=300,
+    "smoke": Profile("smoke", search_queries=800, search_valid_queries=100, search_test_queries=200,
                      rec_users=1_000, rec_kcore=3),
     "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,
-                    rec_users=None, rec_kcore=5),
+                    rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000),
 }
 
 

@@ -15,7 +15,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ecomrec import config as C
 from ecomrec.data.errors import ChecksumMismatchError, DataError

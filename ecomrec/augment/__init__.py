@@ -1,0 +1,1 @@
+"""Data augmentation: synthetic queries, quality filters, negative sampling, sequence augmentation."""

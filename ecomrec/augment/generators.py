@@ -1,0 +1,190 @@
+"""Query generators (doc2query): attribute templates, and generative language models — a small one trained
+here from scratch, or any local Hugging Face model — behind one interface: `generate(titles, k) -> k queries each`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import torch
+from tqdm import tqdm
+
+from ecomrec.augment.attributes import BrandLexicon, parse_attributes
+
+CONFIG_NAME = "ecomrec_generator.json"
+_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
+
+
+class QueryGenerator(Protocol):
+    """Anything that writes up to `k` distinct search queries for each product title."""
+
+    name: str
+
+    def generate(self, titles: Sequence[str], k: int) -> list[list[str]]: ...
+
+
+def clean_generated(text: str, max_words: int = 10) -> str:
+    """Parse raw model output into one query: first line, lower-case, no edge punctuation, ≤ max_words."""
+    line = text.strip().split("\n", 1)[0] if text.strip() else ""
+    line = _EDGE_PUNCT.sub("", " ".join(line.lower().split()))
+    return " ".join(line.split()[:max_words])
+
+
+def distinct(candidates: Sequence[str], k: int) -> list[str]:
+    """The first `k` distinct non-empty strings, in order."""
+    seen: dict[str, None] = {}
+    for query in candidates:
+        if query and query not in seen:
+            seen[query] = None
+            if len(seen) == k:
+                break
+    return list(seen)
+
+
+class TemplateGenerator:
+    """Non-neural baseline: fill query templates with attributes parsed from the title."""
+
+    name = "templates"
+    PATTERNS = ("{product_type}", "{brand} {product_type}", "{colour} {product_type}", "{size} {product_type}",
+                "{count} pack {product_type}", "{brand}")
+
+    def __init__(self, brands: BrandLexicon | None = None):
+        self.brands = brands
+
+    def generate(self, titles: Sequence[str], k: int) -> list[list[str]]:
+        out = []
+        for title in titles:
+            attrs = parse_attributes(title, self.brands).__dict__
+            filled = [p.format(**attrs) for p in self.PATTERNS if all(attrs[f] for f in re.findall(r"{(\w+)}", p))]
+            out.append(distinct([clean_generated(q) for q in filled], k))
+        return out
+
+
+class LMQueryGenerator:
+    """Sample or beam-decode queries from a generative LM given the title: an encoder-decoder (T5-style,
+    the title is the encoder input) or a decoder-only model (the prompt is continued).
+
+    The prompt is `prompt_template.format(title=...)`. For the from-scratch models it is the bare title;
+    for an instruction-tuned or other pretrained model pass a template such as
+    `"Product: {title}\nSearch query:"`. Sampling is top-k (50) then nucleus (top-p) with a repetition
+    penalty; the title is encoded once and shared by its `k × oversample` samples.
+    """
+
+    def __init__(self, model, tokenizer, name: str = "lm", prompt_template: str = "{title}",
+                 decoding: str = "sample", max_new_tokens: int = 12, batch_size: int = 64, oversample: int = 2,
+                 temperature: float = 1.0, top_k: int = 50, top_p: float = 0.95, repetition_penalty: float = 1.3,
+                 seed: int = 42, device: str = "cpu"):
+        if decoding not in ("sample", "beam"):
+            raise ValueError(f"decoding must be 'sample' or 'beam', got {decoding!r}")
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.seq2seq = bool(model.config.is_encoder_decoder)
+        self.name, self.prompt_template, self.decoding = name, prompt_template, decoding
+        self.max_new_tokens, self.batch_size, self.oversample = max_new_tokens, batch_size, oversample
+        self.temperature, self.top_k, self.top_p, self.repetition_penalty = temperature, top_k, top_p, repetition_penalty
+        self.seed, self.device = seed, device
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.eos_token_id = model.config.eos_token_id
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> "LMQueryGenerator":
+        """Load a generative LM (causal or seq2seq) and its tokenizer from a local folder, or a hub name you pass."""
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        settings = {}
+        if (Path(path) / CONFIG_NAME).is_file():
+            settings = json.loads((Path(path) / CONFIG_NAME).read_text())
+        settings.update(kwargs)
+        auto = AutoModelForSeq2SeqLM if AutoConfig.from_pretrained(path).is_encoder_decoder else AutoModelForCausalLM
+        return cls(auto.from_pretrained(path), AutoTokenizer.from_pretrained(path), **settings)
+
+    def save(self, path: str | Path) -> Path:
+        """Save model, tokenizer and the prompt template, for `from_pretrained`."""
+        path = Path(path)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        (path / CONFIG_NAME).write_text(json.dumps({"name": self.name, "prompt_template": self.prompt_template}))
+        return path
+
+    @torch.inference_mode()
+    def generate(self, titles: Sequence[str], k: int, progress: bool = False) -> list[list[str]]:
+        # a decoder-only model continues from the right edge, so its prompts are padded on the left
+        self.tokenizer.padding_side = "right" if self.seq2seq else "left"
+        n_return = k * self.oversample if self.decoding == "sample" else k
+        out: list[list[str]] = []
+        starts = range(0, len(titles), self.batch_size)
+        for batch_index, start in enumerate(tqdm(starts, desc=f"generate[{self.name}]", disable=not progress)):
+            batch = [self.prompt_template.format(title=t) for t in titles[start:start + self.batch_size]]
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=96).to(self.device)
+            torch.manual_seed(self.seed + batch_index)  # same seed → same queries, batch by batch
+            if self.decoding == "sample":
+                new_tokens = self._sample(enc["input_ids"], enc["attention_mask"], n_return)
+            else:
+                tokens = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                             max_new_tokens=self.max_new_tokens, num_return_sequences=n_return,
+                                             num_beams=max(k, 2), do_sample=False, no_repeat_ngram_size=2,
+                                             repetition_penalty=self.repetition_penalty, eos_token_id=self.eos_token_id,
+                                             pad_token_id=self.tokenizer.pad_token_id)
+                new_tokens = tokens if self.seq2seq else tokens[:, enc["input_ids"].shape[1]:]
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for i in range(len(batch)):
+                out.append(distinct([clean_generated(t) for t in texts[i * n_return:(i + 1) * n_return]], k))
+        return out
+
+    def _sample(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_return: int) -> torch.Tensor:
+        """`n_return` sampled continuations per prompt; the prompt is encoded once and its states repeated.
+
+        (`model.generate` would encode each prompt `n_return` times for a decoder-only model, and samples
+        over the full vocabulary, which dominates its run time for small models.)
+        """
+        mask = attention_mask.repeat_interleave(n_return, 0)
+        if self.seq2seq:
+            hidden = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            encoder_outputs = (hidden.repeat_interleave(n_return, 0),)
+            start = torch.full((len(mask), 1), self.model.config.decoder_start_token_id, device=mask.device)
+            step = self.model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=start, use_cache=True)
+        else:
+            positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            step = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
+            step.past_key_values.batch_repeat_interleave(n_return)
+            position = positions[:, -1:].repeat_interleave(n_return, 0)
+        logits = step.logits[:, -1, :]
+        if not self.seq2seq:
+            logits = logits.repeat_interleave(n_return, 0)
+        cache = step.past_key_values
+        seen = torch.zeros_like(logits, dtype=torch.bool)
+        done = torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
+        steps = []
+        for _ in range(self.max_new_tokens):
+            logits = torch.where(seen, torch.where(logits > 0, logits / self.repetition_penalty,
+                                                   logits * self.repetition_penalty), logits)
+            token = _sample_token(logits, self.temperature, self.top_k, self.top_p)
+            token = torch.where(done, torch.full_like(token, self.tokenizer.pad_token_id), token)
+            steps.append(token)
+            seen[torch.arange(len(token)), token] = True
+            done |= token == self.eos_token_id
+            if done.all():
+                break
+            if self.seq2seq:
+                step = self.model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=token[:, None],
+                                  past_key_values=cache, use_cache=True)
+            else:
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                position = position + 1
+                step = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                                  past_key_values=cache, use_cache=True)
+            cache, logits = step.past_key_values, step.logits[:, -1, :]
+        return torch.stack(steps, dim=1)
+
+
+def _sample_token(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """Draw one token per row from the temperature-scaled top-k distribution, cut to nucleus `top_p`."""
+    values, indices = torch.topk(logits / temperature, k=min(top_k, logits.shape[-1]), dim=-1)
+    probs = torch.softmax(values, dim=-1)
+    outside = probs.cumsum(-1) - probs > top_p  # tokens after the nucleus is already full
+    probs = probs.masked_fill(outside, 0.0)
+    choice = torch.multinomial(probs, 1)
+    return indices.gather(-1, choice).squeeze(-1)

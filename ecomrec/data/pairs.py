@@ -1,0 +1,26 @@
+"""(query, product) pairs of one search split, joined with texts, for training and evaluation."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ecomrec import config as C
+
+RELEVANT = 2.33  # mean rating at or above "fairly relevant"; about two thirds of the judgments
+
+
+def judged_pairs(frames: dict[str, pd.DataFrame], split: str, min_relevance: float = 1.0) -> pd.DataFrame:
+    """query_id, query, product_id, title, relevance for `split`'s judgments at or above `min_relevance`."""
+    judgments = frames[f"homedepot/judgments_{split}"]
+    judgments = judgments[judgments[C.COL_RELEVANCE] >= min_relevance]
+    return (judgments.merge(frames["homedepot/queries"][[C.COL_QUERY_ID, C.COL_QUERY]], on=C.COL_QUERY_ID)
+            .merge(frames["homedepot/products"], on=C.COL_PRODUCT_ID)
+            [[C.COL_QUERY_ID, C.COL_QUERY, C.COL_PRODUCT_ID, C.COL_TITLE, C.COL_RELEVANCE]]
+            .sort_values([C.COL_QUERY_ID, C.COL_PRODUCT_ID], kind="mergesort").reset_index(drop=True))
+
+
+def office_item_text(items: pd.DataFrame) -> pd.Series:
+    """What a search index sees of an Office item: title, brand and the leaf category."""
+    leaf = items["category"].str.split(" > ").str[-1]
+    parts = items[C.COL_TITLE].str.cat([items["brand"], leaf], sep=" | ")
+    return parts.str.replace(r"(\s\|\s)+", " | ", regex=True).str.strip(" |")

@@ -1,0 +1,1 @@
+"""Models: language models, sentence encoders, retrieval indexes."""

@@ -1,0 +1,115 @@
+"""Small generative language models (T5 encoder-decoder or GPT-2 decoder) trained from scratch with the
+transformers Trainer, and the small WordPiece tokenizer they use."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class TrainResult:
+    """Loss curve (one row per logging step), held-out loss before/after, wall time and throughput."""
+
+    history: pd.DataFrame
+    eval_loss_before: float
+    eval_loss_after: float
+    seconds: float
+    samples_per_second: float
+
+
+def small_gpt2(tokenizer, n_layer: int = 4, n_embd: int = 128, n_head: int = 4, n_positions: int = 128):
+    """A randomly initialised GPT-2 sized to a few million parameters, using `tokenizer`'s vocabulary."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                        n_head=n_head, bos_token_id=bos, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+    return GPT2LMHeadModel(config)
+
+
+def small_t5(tokenizer, d_model: int = 128, layers: int = 3, heads: int = 4, d_ff: int = 512):
+    """A randomly initialised T5 encoder-decoder of about 2 M parameters using `tokenizer`'s vocabulary.
+
+    The decoder starts from `[CLS]` and stops at `[SEP]`; cross-attention lets it copy title words,
+    which it learns much faster than a decoder-only model of the same size.
+    """
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    config = T5Config(vocab_size=len(tokenizer), d_model=d_model, d_ff=d_ff, d_kv=d_model // heads, num_layers=layers,
+                      num_decoder_layers=layers, num_heads=heads, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.sep_token_id, decoder_start_token_id=tokenizer.cls_token_id,
+                      bos_token_id=tokenizer.cls_token_id)
+    return T5ForConditionalGeneration(config)
+
+
+def pair_dataset(tokenizer, sources: list[str], targets: list[str], max_length: int = 64, seq2seq: bool = False):
+    """Tokenise (source, target) pairs for training a generator of targets.
+
+    Decoder-only: `[CLS] source [SEP] target [SEP]` with the loss on the target part only.
+    Encoder-decoder (`seq2seq=True`): the encoder reads `[CLS] source [SEP]`, the labels are `target [SEP]`.
+    """
+    from datasets import Dataset
+
+    if seq2seq:
+        src = tokenizer(list(sources), truncation=True, max_length=max_length)
+        tgt = tokenizer(list(targets), truncation=True, max_length=24)
+        return Dataset.from_dict({"input_ids": src["input_ids"], "attention_mask": src["attention_mask"],
+                                  "labels": [ids[1:] for ids in tgt["input_ids"]]})
+    enc = tokenizer(list(sources), list(targets), truncation="only_first", max_length=max_length)
+    labels = [[tok if seg == 1 else -100 for tok, seg in zip(ids, segs)]
+              for ids, segs in zip(enc["input_ids"], enc["token_type_ids"])]
+    return Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels})
+
+
+def train_lm(model, tokenizer, train_data, valid_data, out_dir: str | Path, epochs: float = 3.0,
+                    batch_size: int = 64, learning_rate: float = 1e-3, seed: int = 42, device: str = "cpu",
+                    logging_steps: int = 50, max_steps: int = -1, warmup_steps: int = 100) -> TrainResult:
+    """Train a causal or encoder-decoder LM with the transformers Trainer; held-out loss before and after."""
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(out_dir), num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size * 2, learning_rate=learning_rate, warmup_steps=warmup_steps,
+        lr_scheduler_type="cosine", weight_decay=0.01, train_sampling_strategy="group_by_length", logging_steps=logging_steps, eval_strategy="no",
+        save_strategy="no", report_to=[], seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0,
+    )
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
+    trainer = Trainer(model=model, args=args, train_dataset=train_data, eval_dataset=valid_data, data_collator=collator)
+    before = trainer.evaluate()["eval_loss"]
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - start
+    after = trainer.evaluate()["eval_loss"]
+    history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row and "eval_loss" not in row])
+    return TrainResult(history=history[["step", "epoch", "loss"]].reset_index(drop=True), eval_loss_before=before,
+                       eval_loss_after=after, seconds=seconds,
+                       samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)))
+
+
+def train_wordpiece_tokenizer(texts: list[str], vocab_size: int = 4096):
+    """A lower-casing WordPiece tokenizer trained on `texts`, with BERT-style `[CLS] a [SEP] b [SEP]` pairs.
+
+    A small vocabulary keeps the output softmax cheap: with MiniLM's 30,522 tokens the LM head costs
+    more than the whole 4-layer transformer, in training and at every decoding step.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                             show_progress=False))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]",
+                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])

@@ -1,0 +1,66 @@
+"""Retrieval over a product catalogue: BM25 (bm25s) and exact dense search over normalised embeddings."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+
+class BM25Index:
+    """Okapi BM25 over product texts (bm25s; English stop words, lower-cased word tokens)."""
+
+    def __init__(self, ids: Sequence, texts: Sequence[str], k1: float = 1.5, b: float = 0.75):
+        import bm25s
+
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
+        self.ids = np.asarray(ids)
+        self._bm25s = bm25s
+        self.retriever = bm25s.BM25(k1=k1, b=b)
+        self.retriever.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
+
+    def search(self, queries: Sequence[str], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k product ids and scores per query, best first (queries with no known word get score 0)."""
+        k = min(k, len(self.ids))
+        tokens = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
+        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=0)
+        return self.ids[docs], scores
+
+
+class DenseIndex:
+    """Exact inner-product search over L2-normalised embeddings (cosine similarity), in chunks."""
+
+    def __init__(self, ids: Sequence, embeddings: np.ndarray):
+        if len(ids) != len(embeddings):
+            raise ValueError(f"{len(ids)} ids for {len(embeddings)} embeddings")
+        self.ids = np.asarray(ids)
+        self.embeddings = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+
+    def search(self, query_embeddings: np.ndarray, k: int = 10, chunk: int = 2048,
+               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self.ids))
+        queries = torch.from_numpy(np.ascontiguousarray(query_embeddings, dtype=np.float32))
+        top_ids, top_scores = [], []
+        for start in tqdm(range(0, len(queries), chunk), desc="dense search", disable=not progress):
+            scores = queries[start:start + chunk] @ self.embeddings.T
+            values, indices = torch.topk(scores, k, dim=1)
+            top_ids.append(self.ids[indices.numpy()])
+            top_scores.append(values.numpy())
+        if not top_ids:
+            return np.empty((0, k), dtype=self.ids.dtype), np.empty((0, k), dtype=np.float32)
+        return np.concatenate(top_ids), np.concatenate(top_scores)
+
+
+def rank_of(retrieved: np.ndarray, targets: Sequence) -> np.ndarray:
+    """1-based rank of each row's target among its retrieved ids; 0 where it was not retrieved."""
+    hits = retrieved == np.asarray(targets)[:, None]
+    return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
+
+
+def encode(encoder, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> np.ndarray:
+    """L2-normalised sentence embeddings as float32."""
+    return encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                          show_progress_bar=progress).astype(np.float32)

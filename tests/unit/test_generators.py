@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from ecomrec.augment.attributes import BrandLexicon
+from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator, clean_generated, distinct
+from ecomrec.models.lm import pair_dataset, small_gpt2, small_t5, train_lm, train_wordpiece_tokenizer
+
+PAIRS = [("Simpson Strong-Tie 12-Gauge Angle", "angle bracket"), ("Delta Vero Shower Faucet in Chrome", "shower faucet"),
+         ("Hampton Bay 2-Light White Flushmount", "ceiling light"), ("Husky 2-Pocket Framer Pouch", "tool pouch"),
+         ("Werner 6 ft. Aluminum Step Ladder", "step ladder"), ("GE 24 in. Gas Wall Oven in Black", "wall oven"),
+         ("Toro 22 in. Gas Lawn Mower", "lawn mower"), ("Everbilt 1/2 in. Steel Washer (10-Pack)", "washers")]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("  Angle Bracket  \nsecond line", "angle bracket"),
+    ('"cordless drill!"', "cordless drill"),
+    ("one two three four five six seven eight nine ten eleven twelve", "one two three four five six seven eight nine ten"),
+    ("", ""), ("\n\n", ""), ("--- ", ""),
+])
+def test_clean_generated(raw, expected):
+    assert clean_generated(raw) == expected
+
+
+def test_distinct_keeps_order_and_drops_empty():
+    assert distinct(["a", "", "b", "a", "c"], 2) == ["a", "b"]
+
+
+def test_templates_fill_parsed_attributes():
+    gen = TemplateGenerator(BrandLexicon(known={"john deere"}))
+    [queries] = gen.generate(["John Deere 46 in. x 44 in. Black Riding Mower Cover"], k=4)
+    assert queries == ["riding mower cover", "john deere riding mower cover", "black riding mower cover",
+                       "46 in. riding mower cover"]
+    assert gen.generate(["Thing"], k=3) == [["thing"]]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_wordpiece_tokenizer([t for pair in PAIRS for t in pair] * 5, vocab_size=200)
+
+
+def test_pair_encoding_masks_the_source(tokenizer):
+    ds = pair_dataset(tokenizer, ["Toro Lawn Mower"], ["lawn mower"])
+    ids, labels = ds[0]["input_ids"], ds[0]["labels"]
+    sep = tokenizer.sep_token_id
+    first_sep = ids.index(sep)
+    assert all(label == -100 for label in labels[:first_sep + 1])
+    assert labels[first_sep + 1:] == ids[first_sep + 1:] and labels[-1] == sep  # learns to stop
+
+
+def tiny_model(kind, tokenizer):
+    torch.manual_seed(0)
+    if kind == "t5":
+        return small_t5(tokenizer, d_model=32, layers=1, heads=2, d_ff=64)
+    return small_gpt2(tokenizer, n_layer=1, n_embd=32, n_head=2, n_positions=64)
+
+
+def test_seq2seq_pairs_label_the_target_and_stop(tokenizer):
+    ds = pair_dataset(tokenizer, ["Toro Lawn Mower"], ["lawn mower"], seq2seq=True)
+    assert ds[0]["input_ids"][0] == tokenizer.cls_token_id
+    assert tokenizer.decode(ds[0]["labels"][:-1]) == "lawn mower" and ds[0]["labels"][-1] == tokenizer.sep_token_id
+
+
+@pytest.mark.parametrize("kind", ["t5", "gpt2"])
+def test_generator_loss_falls_on_tiny_data(tokenizer, tmp_path, kind):
+    model = tiny_model(kind, tokenizer)
+    data = pair_dataset(tokenizer, [p[0] for p in PAIRS], [p[1] for p in PAIRS], seq2seq=kind == "t5")
+    result = train_lm(model, tokenizer, data, data, tmp_path, max_steps=40, batch_size=8,
+                             learning_rate=5e-3, logging_steps=10)
+    assert result.eval_loss_after < 0.7 * result.eval_loss_before
+    assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
+
+
+@pytest.mark.parametrize("kind", ["t5", "gpt2"])
+def test_hf_backend_loads_tiny_local_model_and_is_seeded(tokenizer, tmp_path, kind):
+    tiny = LMQueryGenerator(tiny_model(kind, tokenizer), tokenizer, name="tiny")
+    path = tiny.save(tmp_path / "tiny")
+    loaded = LMQueryGenerator.from_pretrained(path, seed=7, max_new_tokens=6)
+    assert loaded.name == "tiny" and loaded.seq2seq == (kind == "t5")
+    titles = [p[0] for p in PAIRS]
+    first = loaded.generate(titles, k=3)
+    assert len(first) == len(titles) and all(1 <= len(q) <= 3 for q in first)
+    assert all(len(query.split()) <= 10 for queries in first for query in queries)
+    assert LMQueryGenerator.from_pretrained(path, seed=7, max_new_tokens=6).generate(titles, k=3) == first
+    assert LMQueryGenerator.from_pretrained(path, seed=8, max_new_tokens=6).generate(titles, k=3) != first
+    beams = LMQueryGenerator.from_pretrained(path, decoding="beam", max_new_tokens=6).generate(titles[:2], k=2)
+    assert len(beams) == 2
+
+
+def test_bad_decoding_rejected(tokenizer):
+    with pytest.raises(ValueError, match="decoding"):
+        LMQueryGenerator(small_gpt2(tokenizer, n_layer=1, n_embd=16, n_head=2), tokenizer, decoding="greedy")
