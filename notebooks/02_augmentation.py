@@ -77,6 +77,14 @@ train_pairs.sample(5, random_state=SEED)[[C.COL_TITLE, C.COL_QUERY, C.COL_RELEVA
 # %% [markdown]
 # ## 2. A query generator trained from scratch
 #
+# doc2query trains p(query | title) by maximum likelihood on real pairs: for a query of tokens
+# $q_1 \dots q_T$ (ending with the stop token), the loss is
+# $\mathcal{L} = -\frac{1}{T}\sum_{t=1}^{T} \log p_\theta(q_t \mid q_{<t}, \text{title})$, and its
+# exponential is the perplexity. At generation time we either *sample* — keep the 50 most likely next
+# tokens, renormalise, cut to the smallest set whose probability reaches $p = 0.95$ (nucleus), divide the
+# logits of tokens already used by 1.3 (repetition penalty) and draw — or run *beam search*, which keeps
+# the $k$ most likely partial queries at each step.
+#
 # The model is a small T5 encoder-decoder (3 + 3 layers, width 128, ≈2 M parameters): the encoder
 # reads the title, the decoder writes the query and stops with `[SEP]`; training minimises the
 # cross-entropy of the query tokens, i.e. it learns p(query | title). We tried a GPT-2-style decoder of
@@ -194,6 +202,11 @@ throughput
 # the same product; and **round-trip consistency**: given the query, BM25 *or* MiniLM (the packaged
 # all-MiniLM-L6-v2) must rank the source product in its top 10 over the whole catalogue. MiniLM only
 # sees the queries BM25 missed. The catalogue's MiniLM embeddings are saved for later chapters.
+#
+# BM25 scores a product $d$ for query $q$ as
+# $\sum_{w \in q} \mathrm{idf}(w)\,\frac{f(w,d)\,(k_1+1)}{f(w,d) + k_1\,(1 - b + b\,|d|/\overline{|d|})}$
+# ($f$ = term frequency, $k_1 = 1.5$, $b = 0.75$); MiniLM scores by the cosine of mean-pooled,
+# normalised embeddings.
 
 # %%
 encoder = load_minilm(device)
@@ -222,7 +235,10 @@ for generator, row in rates.iterrows():
 rates.style.format("{:.1%}")
 
 # %%
-ax = rates.plot.barh(stacked=True, figsize=(9, 3.2), colormap="tab20c", title="What happened to each generator's queries")
+colours = {"empty": "#bbbbbb", "too short": "#9ecae1", "too long": "#6baed6", "duplicate": "#fdae6b",
+           "failed round trip": "#e6550d", "kept": "#31a354"}
+ax = rates.plot.barh(stacked=True, figsize=(9, 3.2), color=[colours[c] for c in rates.columns],
+                     title="What happened to each generator's queries")
 ax.set(xlabel="share of candidate queries")
 ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left")
 plt.tight_layout()
@@ -311,6 +327,10 @@ counts
 # | popularity | p ∝ (count + 1)^α, α = 0.75 (counts = train judgments) | not to rank by popularity alone |
 # | BM25-hard | top BM25 results that are not known positives | beyond word overlap |
 # | dense-hard | top MiniLM neighbours outside a **false-negative margin**: cos(q, n) ≤ cos(q, p) − 0.05 | fine distinctions; the margin drops unlabelled positives |
+#
+# The dense-hard rule is exactly sentence-transformers' `mine_hard_negatives(absolute_margin=0.05,
+# sampling_strategy="top")` (a test checks that both pick the same negatives); we apply it to the
+# catalogue embeddings computed above instead of letting the miner encode 54,667 titles a second time.
 # | adversarial | the positive's title with **one attribute swapped** (colour, size, count or brand) | attribute precision |
 #
 # Anchors are real train pairs and kept synthetic pairs (the latter from the sampling generator), each

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ecomrec import config as C
+from ecomrec.data import schema
 from ecomrec.data.amazon import Office, load_office
 from ecomrec.data.clean import CleaningLog, k_core, order_events
 from ecomrec.data.homedepot import HomeDepot, load_homedepot
@@ -22,6 +23,11 @@ from ecomrec.data.sources import sha256_file
 from ecomrec.data.split import SPLITS, leave_one_out_split, split_queries, temporal_split
 
 MANIFEST = "manifest.json"
+# Frames checked again when read back (split files share their parent frame's schema).
+SCHEMAS = {"homedepot/products": schema.PRODUCTS, "homedepot/queries": schema.QUERIES,
+           "homedepot/judgments": schema.JUDGMENTS, "office/items": schema.ITEMS,
+           "office/interactions": schema.INTERACTIONS, "office/loo": schema.INTERACTIONS,
+           "office/temporal": schema.INTERACTIONS}
 
 
 @dataclass
@@ -112,7 +118,11 @@ def load_prepared(artifact_root: str | Path, profile: str | C.Profile) -> dict[s
         raise FileNotFoundError(f"{manifest} not found: run `make data PROFILE={C.get_profile(profile).name}` "
                                 "(or the 01_data notebook) first")
     files = json.loads(manifest.read_text())["files"]
-    return {name.removesuffix(".parquet"): pd.read_parquet(out_dir / name) for name in files}
+    frames = {name.removesuffix(".parquet"): pd.read_parquet(out_dir / name) for name in files}
+    for name, frame in frames.items():
+        if name in SCHEMAS or name.rsplit("_", 1)[0] in SCHEMAS:
+            schema.check_frame(frame, SCHEMAS.get(name) or SCHEMAS[name.rsplit("_", 1)[0]])
+    return frames
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -63,3 +63,9 @@ def test_triplets_dataset_with_provenance():
     assert ds[1] == {"anchor": "q2", "positive": "p2", "negative": "n2", "source": "real", "filter_score": 0.7}
     with pytest.raises(ValueError, match="provenance"):
         neg.triplets(["q"], ["p"], ["n"], generator=["a", "b"])
+
+
+def test_samplers_are_seeded():
+    counts = np.arange(50)
+    draw = lambda seed: neg.popularity_negatives(np.arange(20), np.arange(50), counts, 0.75, 3, np.random.default_rng(seed))
+    assert (draw(1) == draw(1)).all() and not (draw(1) == draw(2)).all()

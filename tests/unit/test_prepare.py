@@ -1,8 +1,10 @@
 import hashlib
 
+import pandas as pd
 import pytest
 
 from ecomrec.config import Profile
+from ecomrec.data.errors import SchemaError
 from ecomrec.data.prepare import MANIFEST, load_prepared, prepare
 
 TINY = Profile("tiny", search_queries=None, search_valid_queries=2, search_test_queries=3, rec_users=None, rec_kcore=5)
@@ -44,3 +46,11 @@ def test_load_prepared_round_trip_and_missing(data_dir, tmp_path):
     assert set(read) == set(written) and all(read[k].equals(written[k]) for k in written)
     with pytest.raises(FileNotFoundError, match="make data PROFILE=smoke"):
         load_prepared(tmp_path / "nothing", "smoke")
+
+
+def test_load_prepared_checks_schemas(data_dir, tmp_path):
+    out_dir = prepare(TINY, data_dir, tmp_path, seed=1).out_dir
+    broken = pd.read_parquet(out_dir / "office/loo_test.parquet").assign(rating=9.0)
+    broken.to_parquet(out_dir / "office/loo_test.parquet", index=False)
+    with pytest.raises(SchemaError, match="office interactions.*above 5"):
+        load_prepared(tmp_path, TINY)
