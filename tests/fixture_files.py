@@ -7,6 +7,8 @@ import json
 import zipfile
 from pathlib import Path
 
+from ecomrec.config import Profile
+
 HOMEDEPOT_ROWS = [
     # id, product_uid, product_title, search_term, relevance
     (1, 100001, "Simpson Strong-Tie 12-Gauge Angle", "angle bracket", 3.0),
@@ -78,3 +80,7 @@ def write_office(folder: Path, events=None, meta=None, python_literal_meta: bool
     with opener(meta_path, "wt", encoding="utf-8") as fh:
         fh.writelines((repr(m) if python_literal_meta else json.dumps(m)) + "\n" for m in meta)
     return reviews_path, meta_path
+
+
+# A profile small enough for the fixture data: 2 valid and 3 test queries, everything else kept.
+TINY = Profile("tiny", search_queries=None, search_valid_queries=2, search_test_queries=3, rec_users=None, rec_kcore=5)

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 
 from ecomrec.config import Profile
+from fixture_files import TINY
 from ecomrec.data.errors import SchemaError
 from ecomrec.data.prepare import MANIFEST, load_prepared, prepare
 
-TINY = Profile("tiny", search_queries=None, search_valid_queries=2, search_test_queries=3, rec_users=None, rec_kcore=5)
 TINY_SAMPLED = Profile("tiny", search_queries=8, search_valid_queries=2, search_test_queries=2, rec_users=5, rec_kcore=3)
 
 

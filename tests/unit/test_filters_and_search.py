@@ -1,0 +1,64 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecomrec.augment.filters import REASONS, explode_generated, filter_queries, keep_rates
+from ecomrec.models.search import BM25Index, DenseIndex, rank_of
+
+TITLES = {1: "cordless drill driver kit", 2: "claw hammer steel", 3: "garden hose nozzle", 4: "interior wall paint"}
+
+
+@pytest.fixture
+def bm25():
+    return BM25Index(list(TITLES), list(TITLES.values()))
+
+
+def test_rank_of():
+    retrieved = np.array([[5, 7, 9], [1, 2, 3]])
+    assert rank_of(retrieved, [9, 4]).tolist() == [3, 0]
+
+
+def test_bm25_finds_word_overlap(bm25):
+    ids, scores = bm25.search(["garden hose", "hammer"], k=2)
+    assert ids[0, 0] == 3 and ids[1, 0] == 2 and (scores[:, 0] > 0).all()
+
+
+def test_dense_index_exact_top_k():
+    emb = np.eye(4, dtype=np.float32)
+    index = DenseIndex(["a", "b", "c", "d"], emb)
+    ids, scores = index.search(np.array([[0.1, 0.9, 0.3, 0.0]], dtype=np.float32), k=2, chunk=1)
+    assert ids.tolist() == [["b", "c"]] and np.allclose(scores, [[0.9, 0.3]])
+    with pytest.raises(ValueError):
+        DenseIndex(["a"], emb)
+
+
+def test_filter_reasons_in_order(bm25):
+    generated = [["cordless drill", "cordless drill", "", "one two three four five six seven eight nine", "garden hose"]]
+    candidates = explode_generated([1], [TITLES[1]], generated, "g")
+    out = filter_queries(candidates, bm25, k=1)
+    assert out["reason"].tolist() == ["kept", "duplicate", "empty", "too long", "failed round trip"]
+    assert out["keep"].tolist() == [True, False, False, False, False]
+    assert out["bm25_rank"].tolist()[0] == 1
+
+
+def test_dense_rescues_what_bm25_misses(bm25):
+    class Encoder:  # "power tool" has no word in common with the drill's title, but means it
+        def encode(self, texts, **kwargs):
+            return np.array([[1.0, 0.0] if "power" in t else [0.0, 1.0] for t in texts], dtype=np.float32)
+
+    dense = DenseIndex(list(TITLES), np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]], dtype=np.float32))
+    candidates = explode_generated([1], [TITLES[1]], [["power tool"]], "g")
+    assert not filter_queries(candidates, bm25, k=1)["keep"].any()
+    out = filter_queries(candidates, bm25, dense=dense, encoder=Encoder(), k=1)
+    assert out["keep"].all() and out["dense_rank"].tolist() == [1] and out["bm25_rank"].tolist() == [0]
+    with pytest.raises(ValueError, match="encoder"):
+        filter_queries(candidates, bm25, dense=dense, k=1)
+
+
+def test_keep_rates_rows_sum_to_one(bm25):
+    candidates = pd.concat([explode_generated([1, 3], [TITLES[1], TITLES[3]], [["cordless drill"], ["garden hose", "x"]], "a"),
+                            explode_generated([2], [TITLES[2]], [["paint"]], "b")])
+    rates = keep_rates(filter_queries(candidates, bm25, k=1))
+    assert list(rates.columns) == list(REASONS)
+    assert np.allclose(rates.sum(axis=1), 1.0)
+    assert rates.loc["a", "kept"] == pytest.approx(2 / 3) and rates.loc["b", "kept"] == 0.0

@@ -1,0 +1,21 @@
+import pandas as pd
+
+from ecomrec.data.pairs import judged_pairs, office_item_text
+from ecomrec.data.prepare import prepare
+from fixture_files import TINY
+
+
+def test_judged_pairs_join_texts_and_threshold(data_dir, tmp_path):
+    frames = prepare(TINY, data_dir, tmp_path, seed=1).frames
+    all_train = judged_pairs(frames, "train")
+    relevant = judged_pairs(frames, "train", 2.5)
+    assert len(all_train) == len(frames["homedepot/judgments_train"])
+    assert (relevant["relevance"] >= 2.5).all() and len(relevant) < len(all_train)
+    assert list(all_train.columns) == ["query_id", "query", "product_id", "title", "relevance"]
+    assert all_train["title"].str.len().gt(0).all()
+
+
+def test_office_item_text_skips_missing_parts():
+    items = pd.DataFrame({"title": ["Stapler", ""], "brand": ["Acme", "Bic"],
+                          "category": ["Office Products > Staplers", "Office Products > Pens > Gel Pens"]})
+    assert office_item_text(items).tolist() == ["Stapler | Acme | Staplers", "Bic | Gel Pens"]
