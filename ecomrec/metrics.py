@@ -1,0 +1,112 @@
+"""Ranking metrics per query/user, beyond-accuracy metrics, bootstrap intervals and a paired test.
+
+Conventions (those of trec_eval and ranx, so results compare with published numbers):
+- a *run* ranks documents per query, best first; a *qrels* frame holds graded judgments;
+- a document is relevant when its grade is at least `threshold` (default: any positive grade);
+- NDCG uses linear gains (gain = grade) and log2 discounts: DCG@k = Σ_{i≤k} g_i / log2(i + 1),
+  divided by the DCG of the ideal ordering of *all* judged documents of the query;
+- MRR@k is 1/rank of the first relevant document in the top k (0 if none); HR@k is 1 if any;
+- AP@k = Σ_{i≤k, d_i relevant} Precision@i / #relevant; Precision@k always divides by k.
+Queries with no relevant document are left out of every average (they have no defined recall).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("ndcg", "recall", "precision", "mrr", "map", "hr")
+
+
+def per_query_metrics(qrels: pd.DataFrame, run: pd.DataFrame, k: int = 10, query: str = "query_id",
+                      doc: str = "product_id", grade: str = "relevance", score: str = "score",
+                      threshold: float | None = None) -> pd.DataFrame:
+    """One row per judged query with ndcg, recall, precision, mrr, map and hr at cut-off `k`.
+
+    `run` holds (query, doc, score); within a query, higher scores rank first (ties: doc id order).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    for frame, cols, name in ((qrels, (query, doc, grade), "qrels"), (run, (query, doc, score), "run")):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} lacks columns {missing}")
+    relevant_from = 1e-12 if threshold is None else threshold
+    judged = qrels[qrels[grade] >= relevant_from]
+    gains = {q: dict(zip(g[doc], g[grade])) for q, g in judged.groupby(query, sort=False)}
+    ranked = run.sort_values([query, score, doc], ascending=[True, False, True], kind="mergesort")
+    top = ranked.groupby(query, sort=False).head(k)
+    lists = top.groupby(query, sort=False)[doc].agg(list)
+    rows = []
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    for q, rel in gains.items():
+        docs = lists.get(q, [])
+        hit_gains = np.array([rel.get(d, 0.0) for d in docs], dtype=float)
+        hits = hit_gains > 0
+        ideal = np.sort(np.fromiter(rel.values(), dtype=float))[::-1][:k]
+        dcg = float((hit_gains * discounts[: len(hit_gains)]).sum())
+        idcg = float((ideal * discounts[: len(ideal)]).sum())
+        first = int(np.argmax(hits)) + 1 if hits.any() else 0
+        precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1) if len(hits) else np.array([])
+        rows.append({query: q, "ndcg": dcg / idcg, "recall": hits.sum() / len(rel), "precision": hits.sum() / k,
+                     "mrr": 1.0 / first if first else 0.0,
+                     "map": float((precision_at * hits).sum() / len(rel)), "hr": float(hits.any())})
+    return pd.DataFrame(rows, columns=[query, *METRICS])
+
+
+def bootstrap_ci(values, n_resamples: int = 2_000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of `values` and its percentile-bootstrap confidence interval (resampling queries)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        raise ValueError("no values to bootstrap")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_resamples, len(values)))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def paired_bootstrap(a, b, n_resamples: int = 2_000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Mean difference b − a over the same queries, its bootstrap interval, and a two-sided p-value.
+
+    The p-value is the share of resampled differences on the other side of zero, doubled (capped at 1).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values differ in shape: {a.shape} vs {b.shape}")
+    diff = b - a
+    mean, low, high = bootstrap_ci(diff, n_resamples, confidence, seed)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(axis=1)
+    p = 2 * min((means <= 0).mean(), (means >= 0).mean())
+    return {"diff": mean, "low": low, "high": high, "p_value": float(min(1.0, p))}
+
+
+def catalog_coverage(recommended: pd.Series, catalogue_size: int) -> float:
+    """Share of the catalogue that appears in at least one recommendation list."""
+    return len(set().union(*map(set, recommended))) / catalogue_size if len(recommended) else 0.0
+
+
+def novelty(recommended: pd.Series, popularity: pd.Series, n_users: int) -> float:
+    """Mean self-information −log2(p(i)) of recommended items, p(i) = users who met i / all users."""
+    p = (popularity / n_users).clip(lower=1.0 / n_users)
+    info = [-np.log2(p.get(item, 1.0 / n_users)) for items in recommended for item in items]
+    return float(np.mean(info)) if info else 0.0
+
+
+def popularity_bias(recommended: pd.Series, popularity: pd.Series) -> float:
+    """Mean training popularity (interaction count) of recommended items (average recommendation popularity)."""
+    counts = [popularity.get(item, 0) for items in recommended for item in items]
+    return float(np.mean(counts)) if counts else 0.0
+
+
+def intra_list_diversity(recommended: pd.Series, embeddings: dict) -> float:
+    """Mean pairwise cosine distance between the (normalised) embeddings of each list's items."""
+    scores = []
+    for items in recommended:
+        vectors = np.array([embeddings[i] for i in items if i in embeddings])
+        if len(vectors) < 2:
+            continue
+        sims = vectors @ vectors.T
+        n = len(vectors)
+        scores.append(1.0 - (sims.sum() - np.trace(sims)) / (n * (n - 1)))
+    return float(np.mean(scores)) if scores else 0.0

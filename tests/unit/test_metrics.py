@@ -1,0 +1,91 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecomrec import metrics as M
+
+
+def frames(qrels: dict, run: dict):
+    q = pd.DataFrame([(qid, d, g) for qid, docs in qrels.items() for d, g in docs.items()],
+                     columns=["query_id", "product_id", "relevance"])
+    r = pd.DataFrame([(qid, d, s) for qid, docs in run.items() for d, s in docs.items()],
+                     columns=["query_id", "product_id", "score"])
+    return q, r
+
+
+def test_hand_computed_case():
+    # ranking: d1 (grade 0), d2 (grade 2), d3 (grade 1), d4 (unjudged); d5 (grade 3) never retrieved
+    qrels, run = frames({"q": {"d1": 0, "d2": 2, "d3": 1, "d5": 3}}, {"q": {"d1": 4, "d2": 3, "d3": 2, "d4": 1}})
+    row = M.per_query_metrics(qrels, run, k=3).iloc[0]
+    dcg = 2 / np.log2(3) + 1 / np.log2(4)
+    idcg = 3 / np.log2(2) + 2 / np.log2(3) + 1 / np.log2(4)
+    assert row["ndcg"] == pytest.approx(dcg / idcg)
+    assert row["recall"] == pytest.approx(2 / 3)  # d2, d3 of the relevant d2, d3, d5
+    assert row["precision"] == pytest.approx(2 / 3)
+    assert row["mrr"] == pytest.approx(1 / 2)
+    assert row["map"] == pytest.approx((1 / 2 + 2 / 3) / 3)
+    assert row["hr"] == 1.0
+
+
+def test_threshold_and_missing_queries():
+    qrels, run = frames({"a": {"x": 1, "y": 3}, "b": {"z": 2}, "c": {"w": 0}}, {"a": {"x": 2, "y": 1}})
+    out = M.per_query_metrics(qrels, run, k=2, threshold=2).set_index("query_id")
+    assert set(out.index) == {"a", "b"}  # c has no relevant document
+    assert out.loc["a", "mrr"] == 0.5 and out.loc["b", "ndcg"] == 0.0  # b was not retrieved at all
+
+
+def test_ties_break_by_doc_id():
+    qrels, run = frames({"q": {"b": 1}}, {"q": {"a": 1.0, "b": 1.0}})
+    assert M.per_query_metrics(qrels, run, k=1).iloc[0]["hr"] == 0.0
+
+
+def test_bad_input():
+    qrels, run = frames({"q": {"a": 1}}, {"q": {"a": 1.0}})
+    with pytest.raises(ValueError, match="k must be"):
+        M.per_query_metrics(qrels, run, k=0)
+    with pytest.raises(ValueError, match="run lacks"):
+        M.per_query_metrics(qrels, run.drop(columns="score"))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_matches_ranx_on_random_runs(seed):
+    from ranx import Qrels, Run, evaluate
+
+    rng = np.random.default_rng(seed)
+    qrels = {f"q{i}": {f"d{j}": int(rng.integers(1, 4)) for j in rng.choice(60, size=rng.integers(1, 8), replace=False)}
+             for i in range(40)}
+    run = {f"q{i}": {f"d{j}": float(s) for j, s in zip(rng.choice(60, size=20, replace=False), rng.random(20))}
+           for i in range(40)}
+    ours = M.per_query_metrics(*frames(qrels, run), k=10).mean(numeric_only=True)
+    theirs = evaluate(Qrels(qrels), Run(run), ["ndcg@10", "recall@10", "precision@10", "mrr@10", "map@10", "hit_rate@10"])
+    for name, key in [("ndcg", "ndcg@10"), ("recall", "recall@10"), ("precision", "precision@10"), ("mrr", "mrr@10"),
+                      ("map", "map@10"), ("hr", "hit_rate@10")]:
+        assert ours[name] == pytest.approx(theirs[key], abs=1e-9), name
+
+
+def test_bootstrap_interval_contains_mean_and_shrinks():
+    rng = np.random.default_rng(0)
+    small, large = rng.random(50), rng.random(5_000)
+    mean, low, high = M.bootstrap_ci(small, seed=1)
+    assert low < mean < high
+    _, low2, high2 = M.bootstrap_ci(large, seed=1)
+    assert high2 - low2 < (high - low) / 5
+
+
+def test_paired_bootstrap_detects_a_real_difference_only():
+    rng = np.random.default_rng(0)
+    a = rng.random(500)
+    better = M.paired_bootstrap(a, a + 0.05 + rng.normal(0, 0.01, 500))
+    same = M.paired_bootstrap(a, a + rng.normal(0, 0.01, 500))
+    assert better["low"] > 0 and better["p_value"] < 0.01
+    assert same["low"] < 0 < same["high"] and same["p_value"] > 0.05
+
+
+def test_beyond_accuracy():
+    recs = pd.Series([["a", "b"], ["a", "c"]])
+    assert M.catalog_coverage(recs, 10) == pytest.approx(0.3)
+    popularity = pd.Series({"a": 8, "b": 2, "c": 1})
+    assert M.popularity_bias(recs, popularity) == pytest.approx((8 + 2 + 8 + 1) / 4)
+    assert M.novelty(recs, popularity, n_users=8) == pytest.approx(np.mean([0, 2, 0, 3]))
+    emb = {"a": np.array([1.0, 0.0]), "b": np.array([1.0, 0.0]), "c": np.array([0.0, 1.0])}
+    assert M.intra_list_diversity(recs, emb) == pytest.approx(0.5)  # lists: distance 0 and 1
