@@ -116,7 +116,8 @@ class LMQueryGenerator:
         n_return = k * self.oversample if self.decoding == "sample" else k
         out: list[list[str]] = []
         starts = range(0, len(titles), self.batch_size)
-        for batch_index, start in enumerate(tqdm(starts, desc=f"generate[{self.name}]", disable=not progress)):
+        bar = tqdm(starts, desc=f"generate[{self.name}]", disable=not progress, mininterval=15)
+        for batch_index, start in enumerate(bar):
             batch = [self.prompt_template.format(title=t) for t in titles[start:start + self.batch_size]]
             enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=96).to(self.device)
             torch.manual_seed(self.seed + batch_index)  # same seed → same queries, batch by batch

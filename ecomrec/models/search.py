@@ -44,7 +44,7 @@ class DenseIndex:
         k = min(k, len(self.ids))
         queries = torch.from_numpy(np.ascontiguousarray(query_embeddings, dtype=np.float32))
         top_ids, top_scores = [], []
-        for start in tqdm(range(0, len(queries), chunk), desc="dense search", disable=not progress):
+        for start in tqdm(range(0, len(queries), chunk), desc="dense search", disable=not progress, mininterval=15):
             scores = queries[start:start + chunk] @ self.embeddings.T
             values, indices = torch.topk(scores, k, dim=1)
             top_ids.append(self.ids[indices.numpy()])
@@ -60,7 +60,11 @@ def rank_of(retrieved: np.ndarray, targets: Sequence) -> np.ndarray:
     return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
 
 
-def encode(encoder, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> np.ndarray:
-    """L2-normalised sentence embeddings as float32."""
-    return encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                          show_progress_bar=progress).astype(np.float32)
+def encode(encoder, texts: Sequence[str], batch_size: int = 128, progress: bool = False,
+           chunk: int = 4096) -> np.ndarray:
+    """L2-normalised sentence embeddings as float32 (a terse progress bar: one line per 15 s)."""
+    texts = list(texts)
+    parts = [encoder.encode(texts[start:start + chunk], batch_size=batch_size, normalize_embeddings=True,
+                            convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+             for start in tqdm(range(0, len(texts), chunk), desc="encode", disable=not progress, mininterval=15)]
+    return np.concatenate(parts) if parts else np.empty((0, encoder.get_embedding_dimension()), np.float32)

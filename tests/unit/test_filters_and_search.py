@@ -62,3 +62,18 @@ def test_keep_rates_rows_sum_to_one(bm25):
     assert list(rates.columns) == list(REASONS)
     assert np.allclose(rates.sum(axis=1), 1.0)
     assert rates.loc["a", "kept"] == pytest.approx(2 / 3) and rates.loc["b", "kept"] == 0.0
+
+
+def test_encode_chunks_and_handles_empty_input():
+    from ecomrec.models.search import encode
+
+    class Encoder:
+        def encode(self, texts, **kwargs):
+            return np.array([[len(t), 1.0] for t in texts], dtype=np.float64)
+
+        def get_embedding_dimension(self):
+            return 2
+
+    out = encode(Encoder(), ["a", "bb", "ccc"], chunk=2)
+    assert out.dtype == np.float32 and out[:, 0].tolist() == [1, 2, 3]
+    assert encode(Encoder(), []).shape == (0, 2)
