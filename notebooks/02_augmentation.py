@@ -255,7 +255,8 @@ print(f"generation + embedding + filtering: {total / 60:.1f} min for "
 # For products of the **test split** (their real queries are held out), compare what each generator
 # kept with what customers actually typed: length, vocabulary overlap (share of a synthetic query's
 # words that occur in one of the product's relevant real test queries) and distinct-2 (distinct word
-# bigrams / all bigrams). Then a few side by side.
+# bigrams / all bigrams). Then a few side by side, for test products where the model's queries survived
+# the filter.
 
 # %%
 test_pairs = judged_pairs(frames, "test", RELEVANT)
@@ -297,7 +298,9 @@ plt.tight_layout()
 plt.show()
 
 # %%
-side = test_pairs[test_pairs[C.COL_PRODUCT_ID].isin(kept[C.COL_PRODUCT_ID])].drop_duplicates(C.COL_PRODUCT_ID).head(6)
+with_model_queries = kept.loc[kept["generator"] == "scratch-sample", C.COL_PRODUCT_ID]
+side = test_pairs[test_pairs[C.COL_PRODUCT_ID].isin(with_model_queries)].drop_duplicates(C.COL_PRODUCT_ID)
+side = side.sample(min(6, len(side)), random_state=SEED)
 pd.DataFrame({
     "title": side[C.COL_TITLE].to_numpy(),
     "real query (held out)": side[C.COL_QUERY].to_numpy(),
@@ -366,6 +369,7 @@ swaps = neg.attribute_swap_negatives(anchors[C.COL_TITLE].tolist(), rng, generat
 
 # %%
 triplet_counts, hardness = {}, {}
+probe = rng.choice(len(anchors), size=min(2_000, len(anchors)), replace=False)  # rows measured for hardness
 for strategy in list(picked) + ["adversarial"]:
     if strategy == "adversarial":
         negative_text, ok = swaps["negative"], swaps["negative"].notna().to_numpy()
@@ -379,15 +383,20 @@ for strategy in list(picked) + ["adversarial"]:
                            filter_score=rows["filter_score"].tolist(), negative_strategy=strategy)
     dataset.save_to_disk(str(out_dir / "triplets" / strategy))
     triplet_counts[strategy] = len(dataset)
-    neg_embeddings = encode(encoder, negative_text[ok].tolist())
-    hardness[strategy] = np.einsum("ij,ij->i", anchor_embeddings[ok], neg_embeddings)
+    rows_probed = probe[ok[probe]]
+    if strategy == "adversarial":  # new texts: embed them; catalogue negatives reuse the embeddings above
+        neg_embeddings = encode(encoder, negative_text.iloc[rows_probed].tolist())
+    else:
+        neg_embeddings = product_embeddings[row_of[ids.iloc[rows_probed].astype(all_products[C.COL_PRODUCT_ID].dtype)].to_numpy()]
+    hardness[strategy] = np.einsum("ij,ij->i", anchor_embeddings[rows_probed], neg_embeddings)
     reporting.record(f"augment/train/{strategy}/triplets", len(dataset))
     reporting.record(f"augment/train/{strategy}/mean_query_negative_cosine", float(hardness[strategy].mean()))
-positive_cos = np.einsum("ij,ij->i", anchor_embeddings, product_embeddings[row_of[anchors[C.COL_PRODUCT_ID]].to_numpy()])
+positive_cos = np.einsum("ij,ij->i", anchor_embeddings[probe],
+                         product_embeddings[row_of[anchors[C.COL_PRODUCT_ID].iloc[probe]].to_numpy()])
 reporting.record("augment/train/positive/mean_query_positive_cosine", float(positive_cos.mean()))
 fig, ax = plt.subplots(figsize=(8, 3.5))
 ax.boxplot(list(hardness.values()) + [positive_cos], tick_labels=list(hardness) + ["(positive)"], showfliers=False)
-ax.set(title="How hard is each negative? MiniLM cosine(query, negative)", ylabel="cosine")
+ax.set(title=f"How hard is each negative? MiniLM cosine(query, negative), {len(probe):,} anchors", ylabel="cosine")
 plt.tight_layout()
 plt.show()
 print({k: f"{v:,}" for k, v in triplet_counts.items()})

@@ -49,7 +49,9 @@ def filter_queries(candidates: pd.DataFrame, bm25: BM25Index, dense: DenseIndex 
     if dense is not None and len(missed):
         if encoder is None:
             raise ValueError("a dense index needs the encoder that embeds the queries")
-        retrieved, _ = dense.search(encode(encoder, out.loc[missed, C.COL_QUERY].tolist()), k=k)
+        # generated queries repeat across products ("led lights"): embed each distinct string once
+        unique, inverse = np.unique(out.loc[missed, C.COL_QUERY].to_numpy(dtype=str), return_inverse=True)
+        retrieved, _ = dense.search(encode(encoder, unique.tolist())[inverse], k=k)
         out.loc[missed, "dense_rank"] = rank_of(retrieved, out.loc[missed, C.COL_PRODUCT_ID].to_numpy())
     failed = (reason == "kept") & (out["bm25_rank"].to_numpy() == 0) & (out["dense_rank"].to_numpy() == 0)
     reason[failed] = "failed round trip"

@@ -53,6 +53,9 @@ def test_dense_rescues_what_bm25_misses(bm25):
     assert out["keep"].all() and out["dense_rank"].tolist() == [1] and out["bm25_rank"].tolist() == [0]
     with pytest.raises(ValueError, match="encoder"):
         filter_queries(candidates, bm25, dense=dense, k=1)
+    # the same string written for two products is embedded once but ranked for each source product
+    twice = explode_generated([2, 1], [TITLES[2], TITLES[1]], [["power tool"], ["power tool"]], "g")
+    assert filter_queries(twice, bm25, dense=dense, encoder=Encoder(), k=1)["dense_rank"].tolist() == [0, 1]
 
 
 def test_keep_rates_rows_sum_to_one(bm25):
