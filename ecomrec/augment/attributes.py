@@ -23,7 +23,6 @@ UNITS = r"(?:in\.|ft\.|gal\.|oz\.|lb\.|qt\.|cu\. ft\.|sq\. ft\.|mm|cm|watt|volt|
 _SIZE = re.compile(r"(?<![\w./-])(\d+(?:[-/.]\d+)*)[ -]?(" + UNITS + r")(?![\w])", re.I)
 _COUNT = re.compile(r"(?<![\w.])(\d+)[ -]?(pack|pk|count|ct|piece|pc)\b|\bpack of (\d+)\b|\bset of (\d+)\b|(\d+)\s*(?:/|per )\s*pack\b", re.I)
 _COLOUR = re.compile(r"\b(" + "|".join(sorted((re.escape(c) for c in COLOURS), key=len, reverse=True)) + r")\b", re.I)
-_NUMBER = re.compile(r"(?<![\w./#-])\d+(?:\.\d+)?(?![\w./-])")
 _STOP_TAIL = re.compile(r"\s(?:in|with|for|by|-)\s.*$", re.I)
 _NOISE = re.compile(r"\(.*?\)|#\S+|\S*\d\S*", re.I)
 _NOT_TYPE = {"in", "ft", "x", "gal", "oz", "lb", "qt", "cu", "sq", "w", "d", "h", "l", "dia", "mm", "cm", "pack", "pk",
