@@ -43,8 +43,8 @@ def filter_queries(candidates: pd.DataFrame, bm25: BM25Index, dense: DenseIndex 
     out["bm25_rank"] = 0
     out["dense_rank"] = 0
     if len(todo):
-        retrieved, _ = bm25.search(out.loc[todo, C.COL_QUERY].tolist(), k=k)
-        out.loc[todo, "bm25_rank"] = rank_of(retrieved, out.loc[todo, C.COL_PRODUCT_ID].to_numpy())
+        retrieved, scores = bm25.search(out.loc[todo, C.COL_QUERY].tolist(), k=k)
+        out.loc[todo, "bm25_rank"] = rank_of(retrieved, out.loc[todo, C.COL_PRODUCT_ID].to_numpy(), valid=scores > 0)
     missed = todo[out.loc[todo, "bm25_rank"].to_numpy() == 0]
     if dense is not None and len(missed):
         if encoder is None:

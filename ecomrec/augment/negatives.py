@@ -44,15 +44,12 @@ def popularity_negatives(positives: Sequence, catalogue: Sequence, counts: Seque
     return draws
 
 
-def _first_allowed(candidates: np.ndarray, forbidden: Sequence[set], n: int) -> list[list]:
-    return [[c for c in row if c not in bad][:n] for row, bad in zip(candidates, forbidden)]
-
-
 def bm25_hard_negatives(queries: Sequence[str], known_positives: Sequence[set], index: BM25Index, n: int,
                         depth: int = 50) -> list[list]:
-    """The `n` best BM25 results per query that are not among its known positives."""
-    retrieved, _ = index.search(queries, k=depth)
-    return _first_allowed(retrieved, known_positives, n)
+    """The `n` best BM25 results per query that are not among its known positives (score > 0 only)."""
+    retrieved, scores = index.search(queries, k=depth)
+    return [[c for c, s in zip(row, row_scores) if s > 0 and c not in bad][:n]
+            for row, row_scores, bad in zip(retrieved, scores, known_positives)]
 
 
 def margin_filter(positive_scores: np.ndarray, candidate_scores: np.ndarray, margin: float) -> np.ndarray:

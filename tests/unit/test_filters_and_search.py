@@ -16,6 +16,8 @@ def bm25():
 def test_rank_of():
     retrieved = np.array([[5, 7, 9], [1, 2, 3]])
     assert rank_of(retrieved, [9, 4]).tolist() == [3, 0]
+    valid = np.array([[True, True, False], [True, True, True]])
+    assert rank_of(retrieved, [9, 2], valid=valid).tolist() == [0, 2]
 
 
 def test_bm25_finds_word_overlap(bm25):

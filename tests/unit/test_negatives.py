@@ -37,6 +37,11 @@ def test_bm25_hard_negatives_skip_known_positives():
     assert result == [[11, 12]]
 
 
+def test_bm25_hard_negatives_never_return_products_without_a_shared_word():
+    index = BM25Index([10, 11, 12, 13], ["red hammer steel", "red hammer wood", "blue hammer", "garden hose"])
+    assert neg.bm25_hard_negatives(["steel"], [{10}], index, n=3) == [[]]
+
+
 def test_margin_drops_likely_false_negatives():
     keep = neg.margin_filter(np.array([0.8]), np.array([[0.79, 0.75, 0.70]]), margin=0.05)
     assert keep.tolist() == [[False, True, True]]
