@@ -61,6 +61,9 @@ $(REPORT)/%.html: notebooks/%.py ecomrec/*.py ecomrec/*/*.py $(ENV_STAMP)
 # Notebook-to-notebook inputs: a notebook runs after the ones whose artifacts it reads.
 # (01_data reads only the raw data; each later notebook adds its line here.)
 $(REPORT)/02_augmentation.html: $(REPORT)/01_data.html
+$(REPORT)/03_pretraining.html: $(REPORT)/02_augmentation.html
+$(REPORT)/04_finetuning.html: $(REPORT)/03_pretraining.html
+$(REPORT)/05_hybrid_recommendation.html: $(REPORT)/04_finetuning.html
 
 lab: $(ENV_STAMP)
 	$(PY) -m pip install -e ".[lab]"

@@ -44,13 +44,23 @@ class Profile:
     gen_train_steps: int = 60  # optimiser steps of the from-scratch query generator (02)
     gen_products: int | None = 300  # Home Depot products that get synthetic queries; None = all
     triplet_anchors: int = 400  # (query, product) anchors per source for the negative-sampling sets
+    mlm_heldout: int = 200  # held-out texts for masked-LM loss (03)
+    mlm_scratch_steps: int = 30  # optimiser steps, small BERT from scratch (03)
+    mlm_head_steps: int = 10  # steps fitting MiniLM's new MLM head on a frozen encoder (03)
+    mlm_adapt_steps: int = 20  # steps of domain-adaptive MLM of all MiniLM weights (03)
+    biencoder_steps: int = 12  # steps per bi-encoder fine-tuning run (04); the same in every row
+    cross_steps: int = 12  # cross-encoder steps (04)
+    rerank_queries: int = 20  # test queries whose top-100 the cross-encoder re-ranks (04)
+    sasrec_epochs: int = 3  # SASRec training epochs (05)
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", search_queries=800, search_valid_queries=100, search_test_queries=200,
                      rec_users=1_000, rec_kcore=3),
     "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,
-                    rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000),
+                    rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
+                    mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
+                    biencoder_steps=100, cross_steps=300, rerank_queries=100, sasrec_epochs=30),
 }
 
 

@@ -34,3 +34,18 @@ def minilm_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(minilm_path()))
+
+
+def sentence_encoder(path: str | Path, device: str = "cpu", max_seq_length: int = 64):
+    """A SentenceTransformer (mean pooling + L2 normalisation, as MiniLM) over a saved transformer encoder,
+    e.g. one pretrained in `03`; loaded offline."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"{path} holds no saved encoder (config.json missing): run 03_pretraining first")
+    transformer = Transformer(str(path), max_seq_length=max_seq_length,
+                                     model_kwargs={"add_pooling_layer": False})
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    return SentenceTransformer(modules=[transformer, pooling, Normalize()], device=device)

@@ -82,3 +82,13 @@ def test_encode_chunks_and_handles_empty_input():
     out = encode(Encoder(), ["a", "bb", "ccc"], chunk=2)
     assert out.dtype == np.float32 and out[:, 0].tolist() == [1, 2, 3]
     assert encode(Encoder(), []).shape == (0, 2)
+
+
+def test_one_letter_typo():
+    from ecomrec.models.behaviour import one_letter_typo
+
+    assert one_letter_typo("cordless drill") == "cordess drill"
+    assert one_letter_typo("led bulb") == "led bub"
+    assert one_letter_typo("a b") == "a b"  # no word long enough
+    with pytest.raises(ValueError):
+        one_letter_typo("  ")

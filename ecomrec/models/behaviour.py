@@ -1,0 +1,105 @@
+"""Behavioural checks of a search encoder (CheckList-style): invariances, directional expectations and
+minimum-functionality cases. Each check returns one row per case with a pass flag, so a notebook can
+report pass rates and show the failures.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: (query, a product it should find, a product it should rank lower) — written by hand, not from the data.
+MINIMUM_FUNCTIONALITY = (
+    ("cordless drill", "20V MAX Lithium-Ion Cordless Drill/Driver Kit", "Interior Flat Wall Paint, White, 1 Gal."),
+    ("garden hose", "5/8 in. x 50 ft. Heavy-Duty Garden Hose", "Claw Hammer with Fiberglass Handle"),
+    ("white paint", "Interior Flat Wall Paint, White, 1 Gal.", "Black Ink Cartridge for Laser Printers"),
+    ("led light bulb", "60-Watt Equivalent A19 LED Light Bulb Soft White (4-Pack)", "Stainless Steel Kitchen Sink"),
+    ("toilet seat", "Round Closed Front Toilet Seat in White", "Outdoor Patio Dining Chair"),
+    ("lawn mower", "21 in. Gas Walk Behind Push Lawn Mower", "Ceramic Floor Tile, 12 in. x 12 in."),
+    ("kitchen faucet", "Single-Handle Pull-Down Sprayer Kitchen Faucet in Stainless Steel", "Ceiling Fan with Light Kit"),
+    ("wood screws", "#8 x 1-1/4 in. Phillips Flat-Head Wood Screws (100-Pack)", "Vinyl Window Blinds, 36 in."),
+    ("stapler", "Desktop Stapler, 20-Sheet Capacity, Black", "Ballpoint Pens, Medium Point, Blue (12-Pack)"),
+    ("printer paper", "Multipurpose Copy Paper, 8.5 x 11, 500 Sheets", "Desktop Stapler, 20-Sheet Capacity, Black"),
+)
+
+
+def pair_scores(encoder, queries: Sequence[str], titles: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Cosine similarity of each (query, title) pair under a sentence encoder."""
+    q = encoder.encode(list(queries), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                       show_progress_bar=False)
+    t = encoder.encode(list(titles), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                       show_progress_bar=False)
+    return np.einsum("ij,ij->i", q, t)
+
+
+def one_letter_typo(query: str) -> str:
+    """Drop one interior letter of the query's longest word (≥ 4 letters), deterministically: the middle one."""
+    words = query.split()
+    if not words:
+        raise ValueError("empty query")
+    position = max(range(len(words)), key=lambda i: (len(words[i]), -i))
+    word = words[position]
+    if len(word) < 4:
+        return query
+    middle = len(word) // 2
+    words[position] = word[:middle] + word[middle + 1:]
+    return " ".join(words)
+
+
+def _ranks(encoder, queries: Sequence[str], titles: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
+    """1-based rank of each query's title among `candidates` (which must contain it), by cosine."""
+    q = encoder.encode(list(queries), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    c = encoder.encode(list(candidates), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    scores = q @ c.T
+    position = {title: i for i, title in enumerate(candidates)}
+    own = scores[np.arange(len(queries)), [position[t] for t in titles]]
+    return 1 + (scores > own[:, None]).sum(axis=1)
+
+
+def invariance_checks(encoder, queries: Sequence[str], titles: Sequence[str], candidates: Sequence[str],
+                      rank_tolerance: int = 0, case_tolerance: float = 1e-4) -> pd.DataFrame:
+    """Per (query, relevant title): does the result survive upper-casing the query, and a one-letter typo?
+
+    Case: the cosine may move by at most `case_tolerance`. Typo: the relevant title's rank among
+    `candidates` may worsen by at most `rank_tolerance` places (absolute cosines of a typo'd query do
+    drop — what matters to a searcher is whether the product still comes first).
+    """
+    missing = set(titles) - set(candidates)
+    if missing:
+        raise ValueError(f"{len(missing)} relevant titles are not among the candidates")
+    base = pair_scores(encoder, queries, titles)
+    upper = pair_scores(encoder, [q.upper() for q in queries], titles)
+    typos = [one_letter_typo(q) for q in queries]
+    rank, typo_rank = _ranks(encoder, queries, titles, candidates), _ranks(encoder, typos, titles, candidates)
+    frame = pd.DataFrame({"query": list(queries), "title": list(titles), "score": base})
+    case = frame.assign(check="case", variant=[q.upper() for q in queries], variant_score=upper,
+                        passed=np.abs(upper - base) <= case_tolerance)
+    typo_frame = frame.assign(check="typo", variant=typos, variant_score=pair_scores(encoder, typos, titles),
+                              rank=rank, variant_rank=typo_rank, passed=typo_rank <= rank + rank_tolerance)
+    return pd.concat([case, typo_frame[typo_frame["variant"] != typo_frame["query"]]], ignore_index=True)
+
+
+def brand_checks(encoder, queries: Sequence[str], titles: Sequence[str], brands: Sequence[str | None],
+                 tolerance: float = 0.0) -> pd.DataFrame:
+    """Adding the product's own brand to a query must not lower that product's score (beyond `tolerance`).
+
+    Cases whose brand is unknown or already in the query are skipped.
+    """
+    rows = [(q, t, b) for q, t, b in zip(queries, titles, brands) if b and b.lower() not in q.lower()]
+    if not rows:
+        return pd.DataFrame(columns=["query", "title", "score", "check", "variant", "variant_score", "passed"])
+    q, t, b = map(list, zip(*rows))
+    variants = [f"{brand} {query}" for brand, query in zip(b, q)]
+    base, with_brand = pair_scores(encoder, q, t), pair_scores(encoder, variants, t)
+    return pd.DataFrame({"query": q, "title": t, "score": base, "check": "brand", "variant": variants,
+                         "variant_score": with_brand, "passed": with_brand >= base - tolerance})
+
+
+def minimum_functionality(encoder, cases: Sequence[tuple[str, str, str]] = MINIMUM_FUNCTIONALITY) -> pd.DataFrame:
+    """Hand-written cases: the query must score its matching product above an unrelated one."""
+    queries, good, bad = map(list, zip(*cases))
+    good_scores, bad_scores = pair_scores(encoder, queries, good), pair_scores(encoder, queries, bad)
+    return pd.DataFrame({"query": queries, "title": good, "score": good_scores, "check": "minimum functionality",
+                         "variant": bad, "variant_score": bad_scores, "passed": good_scores > bad_scores})

@@ -1,0 +1,181 @@
+"""Product search: evaluation on a full catalogue, bi-encoder and cross-encoder fine-tuning.
+
+Training uses sentence-transformers' trainers (multiple-negatives ranking loss with in-batch negatives
+for bi-encoders, a relevance regression for cross-encoders) and peft for LoRA; evaluation ranks the
+whole catalogue for every test query and scores the run with `ecomrec.metrics`.
+
+Relevance: Home Depot grades run from 1 (irrelevant) to 3 (highly relevant). Ranking metrics use the
+gain grade − 1 (so an "irrelevant" judgment earns nothing) and count a product as relevant for
+Recall@100 and MRR@10 when its gain is positive.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ecomrec import config as C
+from ecomrec.metrics import per_query_metrics
+
+#: metric name → (per_query_metrics column, cut-off)
+SEARCH_METRICS = {"ndcg@10": ("ndcg", 10), "recall@100": ("recall", 100), "mrr@10": ("mrr", 10)}
+
+
+def search_qrels(frames: dict[str, pd.DataFrame], split: str) -> pd.DataFrame:
+    """query_id, product_id, gain (= relevance − 1) of a split's judgments; queries with no positive gain dropped."""
+    judgments = frames[f"homedepot/judgments_{split}"]
+    qrels = judgments.assign(gain=judgments[C.COL_RELEVANCE] - 1.0)[[C.COL_QUERY_ID, C.COL_PRODUCT_ID, "gain"]]
+    has_gain = qrels.groupby(C.COL_QUERY_ID)["gain"].transform("max") > 0
+    return qrels[has_gain].reset_index(drop=True)
+
+
+def run_frame(query_ids: Sequence, retrieved: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    """A long (query_id, product_id, score) run from top-k arrays (one row per query)."""
+    retrieved, scores = np.asarray(retrieved), np.asarray(scores, dtype=float)
+    if retrieved.shape != scores.shape or len(retrieved) != len(query_ids):
+        raise ValueError(f"shapes differ: {len(query_ids)} queries, ids {retrieved.shape}, scores {scores.shape}")
+    k = retrieved.shape[1]
+    return pd.DataFrame({C.COL_QUERY_ID: np.repeat(np.asarray(query_ids), k), C.COL_PRODUCT_ID: retrieved.ravel(),
+                         "score": scores.ravel()})
+
+
+def evaluate_run(qrels: pd.DataFrame, run: pd.DataFrame) -> pd.DataFrame:
+    """Per query: ndcg@10, recall@100, mrr@10 (graded gains; relevant = positive gain)."""
+    out = None
+    for name, (column, k) in SEARCH_METRICS.items():
+        scores = per_query_metrics(qrels, run, k=k, grade="gain")[[C.COL_QUERY_ID, column]].rename(columns={column: name})
+        out = scores if out is None else out.merge(scores, on=C.COL_QUERY_ID)
+    return out.set_index(C.COL_QUERY_ID)
+
+
+@dataclass
+class FitResult:
+    """Loss curve, wall time, throughput and trainable parameters of one fine-tuning run."""
+
+    history: pd.DataFrame
+    seconds: float
+    samples_per_second: float
+    trainable_parameters: int
+    total_parameters: int
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameters."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def add_lora(model, rank: int = 8, alpha: int = 16, dropout: float = 0.1,
+             target_modules: Sequence[str] = ("query", "key", "value", "dense")):
+    """Wrap a SentenceTransformer's transformer in LoRA adapters (peft); only the adapters train."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    transformer = model[0]
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                        task_type=TaskType.FEATURE_EXTRACTION)
+    transformer.model = get_peft_model(transformer.model, config)
+    return model
+
+
+def merge_lora(model):
+    """Fold LoRA adapters back into the weights (same outputs, no adapter overhead at inference)."""
+    transformer = model[0]
+    if hasattr(transformer.model, "merge_and_unload"):
+        transformer.model = transformer.model.merge_and_unload()
+    return model
+
+
+def _quiet(trainer):
+    """No per-log print lines: the loss curve is returned (and plotted) instead."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer
+
+
+def _history(trainer) -> pd.DataFrame:
+    rows = [row for row in trainer.state.log_history if "loss" in row and "eval_loss" not in row]
+    return pd.DataFrame(rows, columns=["step", "epoch", "loss"]).reset_index(drop=True)
+
+
+def train_biencoder(model, train_data, out_dir: str | Path, max_steps: int, batch_size: int = 32,
+                    learning_rate: float = 5e-5, seed: int = C.SEED, device: str = "cpu",
+                    logging_steps: int = 10) -> FitResult:
+    """Fine-tune a SentenceTransformer with MultipleNegativesRankingLoss on (anchor, positive[, negative]).
+
+    Every other positive in the batch is a negative for an anchor (in-batch negatives); a third column
+    adds one explicit (hard) negative per anchor. The no-duplicates sampler keeps a batch from holding
+    the same text twice, which would turn a positive into a "negative".
+    """
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    if max_steps <= 0:
+        raise ValueError("max_steps must be positive")
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate, warmup_steps=max(1, max_steps // 10), lr_scheduler_type="linear",
+        batch_sampler=BatchSamplers.NO_DUPLICATES, logging_steps=logging_steps, save_strategy="no",
+        eval_strategy="no", report_to=[], seed=seed, data_seed=seed, use_cpu=device == "cpu",
+        dataloader_num_workers=0, disable_tqdm=True,
+    )
+    trainer = _quiet(SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data,
+                                                loss=losses.MultipleNegativesRankingLoss(model)))
+    trainable, total = count_parameters(model)
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - start
+    return FitResult(_history(trainer), seconds, float(output.metrics.get("train_samples_per_second", 0.0)),
+                     trainable, total)
+
+
+def relevance_to_label(relevance) -> np.ndarray:
+    """Map Home Depot grades 1–3 onto [0, 1] for the cross-encoder (and back with `label_to_relevance`)."""
+    return (np.asarray(relevance, dtype=float) - 1.0) / 2.0
+
+
+def label_to_relevance(label) -> np.ndarray:
+    return 1.0 + 2.0 * np.asarray(label, dtype=float)
+
+
+def train_cross_encoder(model, train_data, out_dir: str | Path, max_steps: int, batch_size: int = 32,
+                        learning_rate: float = 5e-5, seed: int = C.SEED, device: str = "cpu",
+                        logging_steps: int = 10) -> FitResult:
+    """Fine-tune a CrossEncoder on (query, title, label ∈ [0, 1]) with binary cross-entropy on soft labels:
+    its sigmoid output then estimates the (rescaled) relevance grade."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    if max_steps <= 0:
+        raise ValueError("max_steps must be positive")
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(out_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate, warmup_steps=max(1, max_steps // 10), lr_scheduler_type="linear",
+        logging_steps=logging_steps, save_strategy="no", eval_strategy="no", report_to=[], seed=seed,
+        data_seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0, disable_tqdm=True,
+    )
+    trainer = _quiet(CrossEncoderTrainer(model=model, args=args, train_dataset=train_data,
+                                         loss=BinaryCrossEntropyLoss(model)))
+    trainable, total = count_parameters(model)
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - start
+    return FitResult(_history(trainer), seconds, float(output.metrics.get("train_samples_per_second", 0.0)),
+                     trainable, total)
+
+
+def rerank(cross_encoder, queries: dict, titles: dict, run: pd.DataFrame, depth: int = 100,
+           batch_size: int = 128) -> pd.DataFrame:
+    """Re-score each query's top `depth` products of `run` with a cross-encoder; returns a new run."""
+    top = (run.sort_values([C.COL_QUERY_ID, "score", C.COL_PRODUCT_ID], ascending=[True, False, True], kind="mergesort")
+           .groupby(C.COL_QUERY_ID, sort=False).head(depth).reset_index(drop=True))
+    pairs = list(zip(top[C.COL_QUERY_ID].map(queries), top[C.COL_PRODUCT_ID].map(titles)))
+    scores = cross_encoder.predict(pairs, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
+    return top.assign(score=np.asarray(scores, dtype=float))

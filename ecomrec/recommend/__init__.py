@@ -1,0 +1,1 @@
+"""Recommendation models for the Amazon Office data (05)."""

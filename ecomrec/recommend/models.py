@@ -1,0 +1,264 @@
+"""Recommenders with one interface: `fit(events)` then `scores(users)` / `recommend(users, k)`.
+
+`events` are (user_id, item_id, timestamp) rows in time order. Every model scores the *whole* item
+catalogue it was given; `recommend` removes each user's training history before ranking.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ecomrec import config as C
+
+
+class Recommender:
+    """Shared bookkeeping: id ↔ index maps, the user × item training matrix, top-k with history removed."""
+
+    name = "recommender"
+
+    def __init__(self, items: Sequence):
+        self.items = np.asarray(items)
+        if len(set(self.items.tolist())) != len(self.items):
+            raise ValueError("item ids must be unique")
+        self.item_index = pd.Series(np.arange(len(self.items)), index=self.items)
+
+    def _prepare(self, events: pd.DataFrame) -> None:
+        missing = [c for c in (C.COL_USER, C.COL_ITEM) if c not in events.columns]
+        if missing:
+            raise ValueError(f"events lack columns {missing}")
+        unknown = ~events[C.COL_ITEM].isin(self.item_index.index)
+        if unknown.any():
+            raise ValueError(f"{int(unknown.sum())} events name items outside the catalogue, e.g. "
+                             f"{events.loc[unknown, C.COL_ITEM].iloc[0]!r}")
+        self.users = np.sort(events[C.COL_USER].unique())
+        self.user_index = pd.Series(np.arange(len(self.users)), index=self.users)
+        rows = self.user_index[events[C.COL_USER]].to_numpy()
+        cols = self.item_index[events[C.COL_ITEM]].to_numpy()
+        matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                               shape=(len(self.users), len(self.items)))
+        matrix.data[:] = 1.0  # repeated (user, item) events count once
+        self.user_items = matrix
+        self.histories = events.groupby(C.COL_USER, sort=True)[C.COL_ITEM].agg(list)
+
+    def fit(self, events: pd.DataFrame) -> "Recommender":
+        self._prepare(events)
+        return self
+
+    def scores(self, users: Sequence) -> np.ndarray:  # pragma: no cover - every model overrides it
+        raise NotImplementedError
+
+    def _rows(self, users: Sequence) -> np.ndarray:
+        users = pd.Index(users)
+        unknown = ~users.isin(self.user_index.index)
+        if unknown.any():
+            raise KeyError(f"{int(unknown.sum())} users were not in the training events, e.g. {users[unknown][0]!r}")
+        return self.user_index[users].to_numpy()
+
+    def recommend(self, users: Sequence, k: int = 10, exclude: dict | None = None, batch: int = 1024) -> pd.DataFrame:
+        """Top-k items per user, best first, never an item of the user's training history (nor of
+        `exclude[user]`, e.g. the validation item when recommending for test); fewer than k when fewer
+        items are left."""
+        if k < 1:
+            raise ValueError("k must be positive")
+        users = list(users)
+        out = []
+        for start in range(0, len(users), batch):
+            chunk = users[start:start + batch]
+            scores = np.array(self.scores(chunk), dtype=np.float64, copy=True)
+            seen = self.user_items[self._rows(chunk)]
+            scores[seen.nonzero()] = -np.inf
+            if exclude:
+                for row, user in enumerate(chunk):
+                    extra = [self.item_index[i] for i in exclude.get(user, ()) if i in self.item_index.index]
+                    scores[row, extra] = -np.inf
+            kk = min(k, scores.shape[1])
+            top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.lexsort((top, -top_scores), axis=1)
+            top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+            out.append(pd.DataFrame({C.COL_USER: np.repeat(chunk, kk), C.COL_ITEM: self.items[top.ravel()],
+                                     "score": top_scores.ravel(), "rank": np.tile(np.arange(1, kk + 1), len(chunk))}))
+        recs = pd.concat(out, ignore_index=True)
+        return recs[np.isfinite(recs["score"])].reset_index(drop=True)  # excluded items never come back
+
+
+class Popularity(Recommender):
+    """Score = number of training users who interacted with the item (the same list for everyone)."""
+
+    name = "popularity"
+
+    def fit(self, events: pd.DataFrame) -> "Popularity":
+        self._prepare(events)
+        self.counts = np.asarray(self.user_items.sum(axis=0)).ravel()
+        return self
+
+    def scores(self, users: Sequence) -> np.ndarray:
+        self._rows(users)
+        return np.tile(self.counts, (len(users), 1))
+
+
+class ItemKNN(Recommender):
+    """Item-based collaborative filtering with shrunk cosine similarity.
+
+    sim(i, j) = |U_i ∩ U_j| / (√|U_i| · √|U_j| + λ), keeping each item's `neighbours` most similar items;
+    score(u, j) = Σ_{i ∈ H(u)} sim(i, j) over the user's history H(u). The shrinkage λ damps
+    similarities supported by few co-occurrences.
+    """
+
+    name = "itemknn"
+
+    def __init__(self, items: Sequence, shrinkage: float = 10.0, neighbours: int = 100):
+        super().__init__(items)
+        self.shrinkage, self.neighbours = shrinkage, neighbours
+
+    def fit(self, events: pd.DataFrame) -> "ItemKNN":
+        self._prepare(events)
+        self.similarity = self._similarity(self.user_items)
+        return self
+
+    def _similarity(self, user_items: sp.csr_matrix) -> sp.csr_matrix:
+        co = (user_items.T @ user_items).toarray().astype(np.float64)
+        norms = np.sqrt(np.diag(co))
+        sim = co / (np.outer(norms, norms) + self.shrinkage)
+        np.fill_diagonal(sim, 0.0)
+        if self.neighbours < sim.shape[0]:
+            cut = np.argpartition(-sim, self.neighbours, axis=1)[:, self.neighbours:]
+            np.put_along_axis(sim, cut, 0.0, axis=1)
+        return sp.csr_matrix(sim)
+
+    def scores(self, users: Sequence) -> np.ndarray:
+        return (self.user_items[self._rows(users)] @ self.similarity).toarray()
+
+
+class ImplicitMF(Recommender):
+    """Matrix factorisation from the `implicit` library: ALS (confidence-weighted least squares) or BPR
+    (pairwise ranking). score(u, i) = x_u · y_i."""
+
+    def __init__(self, items: Sequence, algorithm: str = "als", factors: int = 64, iterations: int = 30,
+                 regularization: float = 0.05, alpha: float = 20.0, learning_rate: float = 0.01, seed: int = C.SEED):
+        super().__init__(items)
+        if algorithm not in ("als", "bpr"):
+            raise ValueError(f"algorithm must be 'als' or 'bpr', not {algorithm!r}")
+        self.algorithm, self.name = algorithm, algorithm
+        self.params = dict(factors=factors, iterations=iterations, regularization=regularization, alpha=alpha,
+                           learning_rate=learning_rate, seed=seed)
+
+    def fit(self, events: pd.DataFrame) -> "ImplicitMF":
+        from implicit.cpu.als import AlternatingLeastSquares
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        self._prepare(events)
+        p = self.params
+        if self.algorithm == "als":
+            model = AlternatingLeastSquares(factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
+                                            iterations=p["iterations"], random_state=p["seed"], num_threads=1)
+        else:
+            model = BayesianPersonalizedRanking(factors=p["factors"], learning_rate=p["learning_rate"],
+                                                regularization=p["regularization"], iterations=p["iterations"],
+                                                random_state=p["seed"], num_threads=1)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):  # implicit parallelises itself; a BLAS pool on top thrashes
+            model.fit(self.user_items.tocsr(), show_progress=False)
+        self.user_factors, self.item_factors = np.asarray(model.user_factors), np.asarray(model.item_factors)
+        return self
+
+    def scores(self, users: Sequence) -> np.ndarray:
+        return self.user_factors[self._rows(users)] @ self.item_factors.T
+
+
+class ContentBased(Recommender):
+    """Content-based: user profile = recency-weighted mean of the embeddings of the items in their history,
+    weight γ^(n−1−t) for the t-th of n items (the latest weighs 1); score = cosine(profile, item)."""
+
+    name = "content"
+
+    def __init__(self, items: Sequence, embeddings: np.ndarray, decay: float = 0.8):
+        super().__init__(items)
+        if len(embeddings) != len(self.items):
+            raise ValueError(f"{len(embeddings)} embeddings for {len(self.items)} items")
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        self.embeddings = embeddings / np.where(norms > 0, norms, 1.0)
+        self.decay = decay
+
+    def fit(self, events: pd.DataFrame) -> "ContentBased":
+        self._prepare(events)
+        profiles = np.zeros((len(self.users), self.embeddings.shape[1]))
+        for row, history in enumerate(self.histories.loc[self.users]):
+            idx = self.item_index[history].to_numpy()
+            weights = self.decay ** np.arange(len(idx) - 1, -1, -1)
+            profiles[row] = weights @ self.embeddings[idx]
+        norms = np.linalg.norm(profiles, axis=1, keepdims=True)
+        self.profiles = profiles / np.where(norms > 0, norms, 1.0)
+        return self
+
+    def scores(self, users: Sequence) -> np.ndarray:
+        return self.profiles[self._rows(users)] @ self.embeddings.T
+
+
+def minmax_per_row(scores: np.ndarray) -> np.ndarray:
+    """Scale each row to [0, 1] (−inf stays −inf; a constant row becomes 0)."""
+    finite = np.where(np.isfinite(scores), scores, np.nan)
+    low, high = np.nanmin(finite, axis=1, keepdims=True), np.nanmax(finite, axis=1, keepdims=True)
+    span = np.where(high > low, high - low, 1.0)
+    return np.where(np.isfinite(scores), (scores - low) / span, -np.inf)
+
+
+def ranks_per_row(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of each item within its row (ties broken by item index)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(len(scores), 0), axis=1)
+    return ranks
+
+
+class WeightedFusion(Recommender):
+    """Hybrid: Σ_m w_m · minmax(score_m) over already-fitted component models."""
+
+    name = "weighted fusion"
+
+    def __init__(self, models: Sequence[Recommender], weights: Sequence[float]):
+        super().__init__(models[0].items)
+        if len(models) != len(weights):
+            raise ValueError(f"{len(models)} models but {len(weights)} weights")
+        self.models, self.weights = list(models), np.asarray(weights, dtype=float)
+        if (self.weights < 0).any() or not (self.weights > 0).any():
+            raise ValueError(f"weights must be non-negative with at least one positive, got {self.weights.tolist()}")
+        for m in self.models:
+            if not np.array_equal(m.items, self.items):
+                raise ValueError("fused models must share one item catalogue")
+
+    def fit(self, events: pd.DataFrame) -> "WeightedFusion":
+        self._prepare(events)
+        return self
+
+    def _component_scores(self, users: Sequence):
+        """Each component's scores with the users' training history masked (−inf), so history items do
+        not take up the top ranks or stretch the min-max range."""
+        seen = self.user_items[self._rows(users)].nonzero()
+        for model, weight in zip(self.models, self.weights):
+            if weight == 0:
+                continue
+            scores = np.array(model.scores(users), dtype=np.float64, copy=True)
+            scores[seen] = -np.inf
+            yield scores, weight
+
+    def scores(self, users: Sequence) -> np.ndarray:
+        return sum(w * minmax_per_row(s) for s, w in self._component_scores(users))
+
+
+class RRFusion(WeightedFusion):
+    """Reciprocal rank fusion: Σ_m w_m / (k + rank_m(i)), with k = 60 by default (Cormack et al., 2009)."""
+
+    name = "reciprocal rank fusion"
+
+    def __init__(self, models: Sequence[Recommender], weights: Sequence[float] | None = None, k: int = 60):
+        super().__init__(models, weights if weights is not None else [1.0] * len(models))
+        self.k = k
+
+    def scores(self, users: Sequence) -> np.ndarray:
+        return sum(w / (self.k + ranks_per_row(s)) for s, w in self._component_scores(users))

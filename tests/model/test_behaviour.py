@@ -1,0 +1,60 @@
+"""Behavioural tests of the packaged search encoder (CheckList-style), on hand-written products."""
+
+import numpy as np
+import pytest
+
+from ecomrec.models import behaviour as B
+from ecomrec.models.encoders import load_minilm
+
+# (query, relevant product, its brand)
+CASES = [
+    ("cordless drill", "DEWALT 20V MAX Lithium-Ion Cordless Drill/Driver Kit", "DEWALT"),
+    ("garden hose", "Flexzilla 5/8 in. x 50 ft. Heavy-Duty Garden Hose", "Flexzilla"),
+    ("interior paint white", "Glidden Interior Flat Wall Paint, White, 1 Gal.", "Glidden"),
+    ("kitchen faucet", "Moen Single-Handle Pull-Down Sprayer Kitchen Faucet in Stainless Steel", "Moen"),
+    ("toilet seat", "Kohler Round Closed Front Toilet Seat in White", "Kohler"),
+    ("led shop light", "Lithonia Lighting 4 ft. LED Shop Light", "Lithonia Lighting"),
+    ("tape measure", "Stanley 25 ft. Tape Measure", "Stanley"),
+    ("framing hammer", "Estwing 22 oz. Framing Hammer", "Estwing"),
+    ("ceiling fan", "Hunter 52 in. Indoor Ceiling Fan with Light Kit", "Hunter"),
+    ("patio chair", "Hampton Bay Steel Outdoor Patio Dining Chair", "Hampton Bay"),
+]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_minilm("cpu")
+
+
+def test_upper_casing_the_query_changes_nothing(encoder):
+    titles = [t for _, t, _ in CASES]
+    checks = B.invariance_checks(encoder, [q for q, _, _ in CASES], titles, titles)
+    assert checks[checks["check"] == "case"]["passed"].all()
+
+
+def test_a_one_letter_typo_rarely_changes_the_top_result(encoder):
+    titles = [t for _, t, _ in CASES]
+    checks = B.invariance_checks(encoder, [q for q, _, _ in CASES], titles, titles)
+    typo = checks[checks["check"] == "typo"]
+    assert len(typo) == len(CASES)
+    assert (typo["rank"] == 1).all()  # every clean query finds its product first
+    assert typo["passed"].mean() >= 0.8, typo[~typo["passed"]]
+
+
+def test_adding_the_products_brand_does_not_lower_its_score(encoder):
+    checks = B.brand_checks(encoder, *map(list, zip(*CASES)))
+    assert len(checks) == len(CASES)
+    assert checks["passed"].mean() >= 0.9, checks[~checks["passed"]]
+
+
+def test_minimum_functionality(encoder):
+    checks = B.minimum_functionality(encoder)
+    assert checks["passed"].all(), checks[~checks["passed"]]
+
+
+def test_a_checker_can_fail():  # an encoder that ignores its input passes no directional check
+    class Constant:
+        def encode(self, texts, **kwargs):
+            return np.ones((len(texts), 4), dtype=np.float32) / 2
+
+    assert not B.minimum_functionality(Constant())["passed"].any()

@@ -1,0 +1,41 @@
+import pytest
+
+from ecomrec.config import PROFILES
+
+pytestmark = pytest.mark.smoke
+ROWS = ("BM25", "MiniLM_zero-shot", "MiniLM_plus_MNRL", "MiniLM_plus_MNRL_plus_hard_negatives",
+        "MiniLM_plus_MNRL_plus_synthetic_queries", "DAPT_MiniLM_plus_MNRL", "scratch_BERT_plus_MNRL",
+        "MiniLM_plus_MNRL_LoRA", "scratch_BERT_no_fine-tuning")
+
+
+@pytest.fixture(scope="module")
+def metrics(run_notebook, real_data_dir):
+    return run_notebook("04_finetuning")
+
+
+def test_every_row_has_metrics_with_intervals(metrics):
+    for row in ROWS:
+        for metric in ("ndcg@10", "recall@100", "mrr@10"):
+            value = metrics[f"search/test/{row}/{metric}"]
+            assert metrics[f"search/test/{row}/{metric}_ci_low"] <= value <= metrics[f"search/test/{row}/{metric}_ci_high"]
+            assert 0 <= value <= 1
+    assert metrics["search/test/protocol/queries"] <= PROFILES["smoke"].search_test_queries
+
+
+def test_training_loss_falls_for_every_model(metrics):
+    trained = [r for r in ROWS if "MNRL" in r] + ["cross_encoder"]
+    for row in trained:
+        assert metrics[f"search/train/{row}/loss_last"] < metrics[f"search/train/{row}/loss_first"], row
+
+
+def test_lora_trains_a_small_share(metrics):
+    full, lora = (metrics[f"search/train/{r}/trainable_parameters"] for r in ("MiniLM_plus_MNRL", "MiniLM_plus_MNRL_LoRA"))
+    assert 0 < lora < full / 10
+
+
+def test_baselines_find_something_and_cross_encoder_is_scored(metrics):
+    assert metrics["search/test/BM25/ndcg@10"] > 0.1 and metrics["search/test/MiniLM_zero-shot/ndcg@10"] > 0.1
+    assert 0 < metrics["search/test/cross_encoder/rmse"] < 1.0
+    assert metrics["search/test/behaviour_case/pass_rate"] == 1.0
+    assert metrics["search/test/behaviour_minimum_functionality/pass_rate"] >= 0.8
+    assert metrics["search/all/notebook/peak_memory_gib"] < 8

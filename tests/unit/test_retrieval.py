@@ -1,0 +1,116 @@
+"""Search evaluation and fine-tuning helpers (bi-encoder, LoRA, cross-encoder) on hand-made cases."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from datasets import Dataset
+
+from ecomrec import config as C
+from ecomrec.models import retrieval as R
+
+
+def judgments(rows):
+    return pd.DataFrame(rows, columns=[C.COL_QUERY_ID, C.COL_PRODUCT_ID, C.COL_RELEVANCE])
+
+
+def test_qrels_use_grade_minus_one_and_drop_queries_without_gain():
+    frames = {"homedepot/judgments_test": judgments([(1, 10, 3.0), (1, 11, 1.0), (2, 12, 1.0), (3, 13, 2.0)])}
+    qrels = R.search_qrels(frames, "test")
+    assert sorted(qrels[C.COL_QUERY_ID].unique()) == [1, 3]
+    assert dict(zip(qrels[C.COL_PRODUCT_ID], qrels["gain"])) == {10: 2.0, 11: 0.0, 13: 1.0}
+
+
+def test_evaluate_run_by_hand():
+    qrels = R.search_qrels({"homedepot/judgments_test": judgments([(1, 10, 3.0), (1, 11, 2.0), (1, 12, 1.0)])}, "test")
+    # ranks: 12 (gain 0), 11 (gain 1), 99, 10 (gain 2)
+    run = R.run_frame([1], np.array([[12, 11, 99, 10]]), np.array([[4.0, 3.0, 2.0, 1.0]]))
+    scores = R.evaluate_run(qrels, run).loc[1]
+    dcg = 1 / np.log2(3) + 2 / np.log2(5)
+    idcg = 2 / np.log2(2) + 1 / np.log2(3)
+    assert scores["ndcg@10"] == pytest.approx(dcg / idcg)
+    assert scores["mrr@10"] == pytest.approx(1 / 2)  # product 12 has gain 0: not relevant
+    assert scores["recall@100"] == pytest.approx(1.0)
+
+
+def test_run_frame_rejects_mismatched_shapes():
+    with pytest.raises(ValueError):
+        R.run_frame([1, 2], np.array([[1, 2]]), np.array([[0.5, 0.4]]))
+
+
+def test_relevance_label_round_trip():
+    grades = np.array([1.0, 1.67, 2.33, 3.0])
+    labels = R.relevance_to_label(grades)
+    assert labels.min() == 0 and labels.max() == 1
+    assert np.allclose(R.label_to_relevance(labels), grades)
+
+
+def test_rerank_orders_by_the_cross_encoder():
+    class Reverse:  # prefers shorter titles
+        def predict(self, pairs, **kwargs):
+            return np.array([-len(title) for _, title in pairs], dtype=float)
+
+    run = R.run_frame([1], np.array([[10, 11, 12]]), np.array([[3.0, 2.0, 1.0]]))
+    titles = {10: "a long title", 11: "mid title", 12: "x"}
+    out = R.rerank(Reverse(), {1: "q"}, titles, run, depth=2)
+    assert len(out) == 2  # only the top `depth` are re-scored
+    assert out.sort_values("score", ascending=False)[C.COL_PRODUCT_ID].tolist() == [11, 10]
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return Dataset.from_dict({"anchor": ["drill", "hammer", "paint", "hose", "faucet", "toilet seat"] * 2,
+                              "positive": ["cordless drill kit", "claw hammer", "white wall paint", "garden hose 50 ft",
+                                           "kitchen faucet chrome", "round toilet seat"] * 2})
+
+
+def tiny_sentence_model(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from ecomrec.models.encoders import minilm_tokenizer, sentence_encoder
+
+    tokenizer = minilm_tokenizer()
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64), add_pooling_layer=False).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    return sentence_encoder(tmp_path / "tiny")
+
+
+def top1_accuracy(model, pairs) -> float:
+    """Share of anchors whose own positive is the most similar of the six products."""
+    a = model.encode(pairs["anchor"][:6], normalize_embeddings=True)
+    p = model.encode(pairs["positive"][:6], normalize_embeddings=True)
+    return float(((a @ p.T).argmax(axis=1) == np.arange(6)).mean())
+
+
+def test_biencoder_training_learns_the_pairs(pairs, tmp_path):
+    model = tiny_sentence_model(tmp_path)
+    before = top1_accuracy(model, pairs)
+    fit = R.train_biencoder(model, pairs, tmp_path / "ckpt", max_steps=30, batch_size=6, learning_rate=1e-3, logging_steps=5)
+    assert top1_accuracy(model, pairs) == 1.0 > before
+    assert fit.history["loss"].iloc[-1] < fit.history["loss"].iloc[0]
+    assert fit.trainable_parameters == fit.total_parameters
+
+
+def test_lora_trains_only_adapters_and_merging_keeps_outputs(pairs, tmp_path):
+    model = R.add_lora(tiny_sentence_model(tmp_path), rank=2, target_modules=("query", "value"))
+    fit = R.train_biencoder(model, pairs, tmp_path / "ckpt", max_steps=4, batch_size=6, learning_rate=1e-2)
+    assert 0 < fit.trainable_parameters < fit.total_parameters / 10
+    adapted = model.encode(["drill", "garden hose"])
+    merged = R.merge_lora(model).encode(["drill", "garden hose"])
+    assert np.allclose(adapted, merged, atol=1e-5)
+    assert type(model[0].model).__name__ == "BertModel"
+
+
+def test_cross_encoder_loss_falls(tmp_path):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    tiny_sentence_model(tmp_path)
+    model = CrossEncoder(str(tmp_path / "tiny"), num_labels=1, max_length=32)
+    data = Dataset.from_dict({"query": ["drill", "drill", "paint", "paint"] * 4,
+                              "title": ["cordless drill", "garden hose", "wall paint", "claw hammer"] * 4,
+                              "label": [1.0, 0.0, 1.0, 0.0] * 4})
+    fit = R.train_cross_encoder(model, data, tmp_path / "ckpt", max_steps=40, batch_size=8, learning_rate=2e-3,
+                                logging_steps=10)
+    assert fit.history["loss"].iloc[-1] < fit.history["loss"].iloc[0]
+    with pytest.raises(ValueError):
+        R.train_cross_encoder(model, data, tmp_path / "ckpt", max_steps=0)
