@@ -171,11 +171,15 @@ variants = {  # name → (loader of the starting model, training data, learning 
     "scratch BERT + MNRL": (lambda: sentence_encoder(scratch_path, device), real, 5e-4, False),
     "MiniLM + MNRL, LoRA": (lambda: load_minilm(device), real, 1e-3, True),
 }
+valid_pairs = (judged_pairs(frames, "valid", RELEVANT).drop_duplicates(C.COL_QUERY).drop_duplicates(C.COL_TITLE)
+               .sample(frac=1.0, random_state=SEED).head(1_024))
+heldout_batches = len(valid_pairs) // BATCH_SIZE
 sizes = {"real pairs": len(real), f"{HARD_NEGATIVES} triplets (real anchors)": len(hard),
          "synthetic pairs available": len(synthetic_queries), "real + synthetic mix": len(mixed)}
 for name, size in sizes.items():
     reporting.record(f"search/train/{name.split(' (')[0].replace(' ', '_')}/rows", size)
-print({k: f"{v:,}" for k, v in sizes.items()}, f"— {profile.biencoder_steps} steps of {BATCH_SIZE} per row")
+print({k: f"{v:,}" for k, v in sizes.items()}, f"— {profile.biencoder_steps} steps of {BATCH_SIZE} per row; "
+      f"held-out loss on {heldout_batches} fixed batches of valid pairs")
 
 # %%
 fits, catalogues, best = {}, {}, None
@@ -185,6 +189,7 @@ for name, (load, data, lr, lora) in variants.items():
         catalogues["scratch BERT (no fine-tuning)"] = encode(model, titles)
         for split in ("valid", "test"):
             evaluate("scratch BERT (no fine-tuning)", split, dense_run(model, catalogues["scratch BERT (no fine-tuning)"], split))
+    loss_before = R.heldout_mnrl_loss(model, valid_pairs[C.COL_QUERY].tolist(), valid_pairs[C.COL_TITLE].tolist(), BATCH_SIZE)
     if lora:
         model = R.add_lora(model, rank=LORA_RANK)
     fit = R.train_biencoder(model, data, out_dir / "checkpoints", max_steps=profile.biencoder_steps,
@@ -202,13 +207,14 @@ for name, (load, data, lr, lora) in variants.items():
     reporting.record(f"search/train/{key}/seconds", fit.seconds)
     reporting.record(f"search/train/{key}/samples_per_second", fit.samples_per_second)
     reporting.record(f"search/train/{key}/trainable_parameters", fit.trainable_parameters)
-    quarter = max(1, len(fit.history) // 4)  # per-batch losses are noisy: compare the first and last quarter
-    reporting.record(f"search/train/{key}/loss_first", float(fit.history["loss"].head(quarter).mean()))
-    reporting.record(f"search/train/{key}/loss_last", float(fit.history["loss"].tail(quarter).mean()))
+    loss_after = R.heldout_mnrl_loss(model, valid_pairs[C.COL_QUERY].tolist(), valid_pairs[C.COL_TITLE].tolist(), BATCH_SIZE)
+    reporting.record(f"search/valid/{key}/mnrl_loss_before", loss_before)
+    reporting.record(f"search/valid/{key}/mnrl_loss_after", loss_after)
     if best is None or per_query[(name, "valid")]["ndcg@10"].mean() > per_query[(best[0], "valid")]["ndcg@10"].mean():
         best = (name, model)  # selected on valid; saved below for 05 and 07
     print(f"{name}: {fit.seconds:.0f} s training ({fit.samples_per_second:.1f} samples/s, "
           f"{fit.trainable_parameters:,} of {fit.total_parameters:,} parameters trained); "
+          f"held-out MNRL loss {loss_before:.3f} → {loss_after:.3f}; "
           f"catalogue encoded in {encode_seconds:.0f} s; test NDCG@10 {per_query[(name, 'test')]['ndcg@10'].mean():.3f}")
 
 # %%

@@ -136,6 +136,25 @@ def train_biencoder(model, train_data, out_dir: str | Path, max_steps: int, batc
                      trainable, total)
 
 
+def heldout_mnrl_loss(model, anchors: Sequence[str], positives: Sequence[str], batch_size: int = 32,
+                      scale: float = 20.0) -> float:
+    """Mean multiple-negatives ranking loss over fixed consecutive batches of held-out pairs (no training).
+
+    Per-batch training losses are noisy (each batch is different); this one is measured on the same
+    batches before and after fine-tuning, so the two numbers are comparable.
+    """
+    import torch
+
+    if len(anchors) != len(positives) or len(anchors) < batch_size:
+        raise ValueError(f"need at least one batch of {batch_size} pairs, got {len(anchors)} / {len(positives)}")
+    a = torch.from_numpy(model.encode(list(anchors), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
+    p = torch.from_numpy(model.encode(list(positives), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
+    target = torch.arange(batch_size)
+    losses = [torch.nn.functional.cross_entropy(scale * a[s:s + batch_size] @ p[s:s + batch_size].T, target).item()
+              for s in range(0, len(a) - batch_size + 1, batch_size)]
+    return float(np.mean(losses))
+
+
 def relevance_to_label(relevance) -> np.ndarray:
     """Map Home Depot grades 1–3 onto [0, 1] for the cross-encoder (and back with `label_to_relevance`)."""
     return (np.asarray(relevance, dtype=float) - 1.0) / 2.0

@@ -37,6 +37,9 @@ class SASRecNet(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout)
+        nn.init.normal_(self.item_embedding.weight, std=hidden ** -0.5)  # logits start near 0: loss ≈ ln(items)
+        with torch.no_grad():
+            self.item_embedding.weight[PAD].zero_()
         self.register_buffer("causal", torch.triu(torch.full((max_len, max_len), float("-inf")), diagonal=1))
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:

@@ -114,3 +114,16 @@ def test_cross_encoder_loss_falls(tmp_path):
     assert fit.history["loss"].iloc[-1] < fit.history["loss"].iloc[0]
     with pytest.raises(ValueError):
         R.train_cross_encoder(model, data, tmp_path / "ckpt", max_steps=0)
+
+
+def test_heldout_mnrl_loss_is_low_when_pairs_match():
+    class Lookup:
+        def encode(self, texts, **kwargs):
+            vecs = {"a": [1, 0, 0, 0], "b": [0, 1, 0, 0], "c": [0, 0, 1, 0], "d": [0, 0, 0, 1]}
+            return np.array([vecs[t[0]] for t in texts], dtype=np.float32)
+
+    good = R.heldout_mnrl_loss(Lookup(), ["a", "b", "c", "d"], ["a1", "b1", "c1", "d1"], batch_size=4)
+    bad = R.heldout_mnrl_loss(Lookup(), ["a", "b", "c", "d"], ["b1", "c1", "d1", "a1"], batch_size=4)
+    assert good < 1e-6 < 10 < bad
+    with pytest.raises(ValueError):
+        R.heldout_mnrl_loss(Lookup(), ["a"], ["a"], batch_size=4)
