@@ -107,6 +107,11 @@ def train_wordpiece_tokenizer(texts: list[str], vocab_size: int = 4096):
     tok.decoder = decoders.WordPiece()
     tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
                                                              show_progress=False))
+    # The trainer learns the same pieces every time but numbers them in hash-map order, which changes
+    # from run to run (and with it every embedding row a seed initialises): renumber deterministically.
+    learned = tok.get_vocab()
+    ordered = specials + sorted(piece for piece in learned if piece not in specials)
+    tok.model = models.WordPiece({piece: i for i, piece in enumerate(ordered)}, unk_token="[UNK]")
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])

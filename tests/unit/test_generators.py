@@ -89,3 +89,17 @@ def test_hf_backend_loads_tiny_local_model_and_is_seeded(tokenizer, tmp_path, ki
 def test_bad_decoding_rejected(tokenizer):
     with pytest.raises(ValueError, match="decoding"):
         LMQueryGenerator(small_gpt2(tokenizer, n_layer=1, n_embd=16, n_head=2), tokenizer, decoding="greedy")
+
+
+def test_wordpiece_ids_do_not_depend_on_hash_order():
+    # the trainer numbers pieces in hash-map order (and breaks ties between equally frequent merges the
+    # same way): ids must be a function of the learned piece set alone — specials first, then sorted
+    texts = [f"{brand} {kind} {size} in." for brand in ("ryobi", "dewalt", "milwaukee", "makita", "bosch")
+             for kind in ("drill", "driver", "saw", "sander", "grinder") for size in range(1, 9)]
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    for _ in range(3):
+        vocab = train_wordpiece_tokenizer(texts, vocab_size=120).get_vocab()
+        by_id = sorted(vocab, key=vocab.get)
+        assert by_id[:5] == specials and by_id[5:] == sorted(by_id[5:])
+    tok = train_wordpiece_tokenizer(texts, vocab_size=120)
+    assert tok.decode(tok("ryobi drill")["input_ids"], skip_special_tokens=True) == "ryobi drill"
