@@ -191,10 +191,19 @@ def train_cross_encoder(model, train_data, out_dir: str | Path, max_steps: int, 
 
 
 def rerank(cross_encoder, queries: dict, titles: dict, run: pd.DataFrame, depth: int = 100,
-           batch_size: int = 128) -> pd.DataFrame:
-    """Re-score each query's top `depth` products of `run` with a cross-encoder; returns a new run."""
+           batch_size: int = 128, cache: dict | None = None) -> pd.DataFrame:
+    """Re-score each query's top `depth` products of `run` with a cross-encoder; returns a new run.
+
+    `cache` maps (query id, product id) to a score already computed (e.g. for another first stage over the
+    same queries); only the pairs missing from it are scored, and it is updated in place.
+    """
     top = (run.sort_values([C.COL_QUERY_ID, "score", C.COL_PRODUCT_ID], ascending=[True, False, True], kind="mergesort")
            .groupby(C.COL_QUERY_ID, sort=False).head(depth).reset_index(drop=True))
-    pairs = list(zip(top[C.COL_QUERY_ID].map(queries), top[C.COL_PRODUCT_ID].map(titles)))
-    scores = cross_encoder.predict(pairs, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
-    return top.assign(score=np.asarray(scores, dtype=float))
+    cache = {} if cache is None else cache
+    keys = list(zip(top[C.COL_QUERY_ID], top[C.COL_PRODUCT_ID]))
+    missing = list(dict.fromkeys(key for key in keys if key not in cache))
+    if missing:
+        pairs = [(queries[q], titles[p]) for q, p in missing]
+        scores = cross_encoder.predict(pairs, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
+        cache.update(zip(missing, np.asarray(scores, dtype=float).tolist()))
+    return top.assign(score=np.array([cache[key] for key in keys], dtype=float))

@@ -56,6 +56,25 @@ def test_rerank_orders_by_the_cross_encoder():
     assert out.sort_values("score", ascending=False)[C.COL_PRODUCT_ID].tolist() == [11, 10]
 
 
+def test_rerank_cache_scores_each_pair_once():
+    class Counting:
+        def __init__(self):
+            self.scored = []
+
+        def predict(self, pairs, **kwargs):
+            self.scored += pairs
+            return np.array([-len(title) for _, title in pairs], dtype=float)
+
+    titles = {10: "a long title", 11: "mid title", 12: "x"}
+    first = R.run_frame([1], np.array([[10, 11, 12]]), np.array([[3.0, 2.0, 1.0]]))
+    second = R.run_frame([1], np.array([[12, 11, 10]]), np.array([[3.0, 2.0, 1.0]]))
+    model, cache = Counting(), {}
+    a = R.rerank(model, {1: "q"}, titles, first, depth=2, cache=cache)
+    b = R.rerank(model, {1: "q"}, titles, second, depth=2, cache=cache)
+    assert sorted(title for _, title in model.scored) == ["a long title", "mid title", "x"]  # 11 scored once
+    assert dict(zip(b[C.COL_PRODUCT_ID], b["score"]))[11] == dict(zip(a[C.COL_PRODUCT_ID], a["score"]))[11] == -9
+
+
 @pytest.fixture(scope="module")
 def pairs():
     return Dataset.from_dict({"anchor": ["drill", "hammer", "paint", "hose", "faucet", "toilet seat"] * 2,
