@@ -48,6 +48,34 @@ class Recommender:
         self._prepare(events)
         return self
 
+    def _append(self, events: pd.DataFrame) -> list[tuple[int, int]]:
+        """Add new interactions (new users allowed, items must be in the catalogue) to the training
+        matrix and histories; returns the (row, column) cells that were not already set."""
+        missing = [c for c in (C.COL_USER, C.COL_ITEM) if c not in events.columns]
+        if missing:
+            raise ValueError(f"events lack columns {missing}")
+        unknown = ~events[C.COL_ITEM].isin(self.item_index.index)
+        if unknown.any():
+            raise ValueError(f"{int(unknown.sum())} events name items outside the catalogue, e.g. "
+                             f"{events.loc[unknown, C.COL_ITEM].iloc[0]!r}")
+        new_users = pd.Index(events[C.COL_USER].unique()).difference(self.user_index.index)
+        if len(new_users):
+            self.users = np.concatenate([self.users, new_users.to_numpy()])
+            self.user_index = pd.Series(np.arange(len(self.users)), index=self.users)
+            self.user_items = sp.vstack([self.user_items, sp.csr_matrix((len(new_users), len(self.items)),
+                                                                        dtype=np.float32)]).tocsr()
+        matrix = self.user_items.tolil()
+        added = []
+        for user, item in zip(events[C.COL_USER], events[C.COL_ITEM]):
+            row, col = int(self.user_index[user]), int(self.item_index[item])
+            if matrix[row, col] == 0:
+                matrix[row, col] = 1.0
+                added.append((row, col))
+        self.user_items = matrix.tocsr()
+        self.histories = pd.concat([self.histories, events.groupby(C.COL_USER, sort=False)[C.COL_ITEM].agg(list)])
+        self.histories = self.histories.groupby(level=0).agg(lambda lists: [i for items in lists for i in items])
+        return added
+
     def scores(self, users: Sequence) -> np.ndarray:  # pragma: no cover - every model overrides it
         raise NotImplementedError
 
@@ -100,6 +128,12 @@ class Popularity(Recommender):
         self._rows(users)
         return np.tile(self.counts, (len(users), 1))
 
+    def update(self, events: pd.DataFrame) -> "Popularity":
+        """Online update: count the new (user, item) pairs without re-reading the old events."""
+        for _, col in self._append(events):
+            self.counts[col] += 1
+        return self
+
 
 class ItemKNN(Recommender):
     """Item-based collaborative filtering with shrunk cosine similarity.
@@ -117,13 +151,29 @@ class ItemKNN(Recommender):
 
     def fit(self, events: pd.DataFrame) -> "ItemKNN":
         self._prepare(events)
-        self.similarity = self._similarity(self.user_items)
+        self.co = (self.user_items.T @ self.user_items).toarray().astype(np.float64)  # co-occurrence counts
+        self.similarity = self._similarity(self.co)
         return self
 
-    def _similarity(self, user_items: sp.csr_matrix) -> sp.csr_matrix:
-        co = (user_items.T @ user_items).toarray().astype(np.float64)
+    def update(self, events: pd.DataFrame) -> "ItemKNN":
+        """Online update without a retrain: each new (user, item) adds one co-occurrence with every item
+        already in that user's history, then similarities are recomputed from the kept counts (the
+        result equals a fit on old + new events; the cost does not grow with the number of old events)."""
+        added = pd.DataFrame(self._append(events), columns=["row", "col"])
+        for row, cols in added.groupby("row", sort=False)["col"]:
+            history = sorted(set(self.user_items[row].indices.tolist()) - set(cols))  # before these events
+            for col in cols:
+                self.co[col, col] += 1.0
+                self.co[col, history] += 1.0
+                self.co[history, col] += 1.0
+                history.append(col)
+        self.similarity = self._similarity(self.co)
+        return self
+
+    def _similarity(self, co: np.ndarray) -> sp.csr_matrix:
         norms = np.sqrt(np.diag(co))
-        sim = co / (np.outer(norms, norms) + self.shrinkage)
+        denominator = np.outer(norms, norms) + self.shrinkage
+        sim = np.divide(co, denominator, out=np.zeros_like(co), where=denominator > 0)  # unseen items: 0, not NaN
         np.fill_diagonal(sim, 0.0)
         if self.neighbours < sim.shape[0]:
             cut = np.argpartition(-sim, self.neighbours, axis=1)[:, self.neighbours:]
