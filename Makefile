@@ -11,6 +11,10 @@ PYTHON      ?= python3
 VENV        ?= .venv
 # PY may point at another interpreter (a conda env: `make report PY=python`); then no .venv is built.
 PY          ?= $(VENV)/bin/python
+PORT        ?= 8000
+ENCODER     ?= onnx-int8
+BENCH_REQUESTS ?= 10000
+BENCH_CONCURRENCY ?= 8
 ENV_STAMP   := $(if $(filter $(VENV)/bin/python,$(PY)),$(VENV)/.installed,)
 KERNEL      ?= $(if $(ENV_STAMP),ecomrec,python3)
 
@@ -19,13 +23,15 @@ BUILD       := $(REPORT_ROOT)/.build
 NOTEBOOKS   := $(sort $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.py))))
 HTML        := $(NOTEBOOKS:%=$(REPORT)/%.html)
 
-.PHONY: help env report data lab test clean distclean
+.PHONY: help env report data lab test serve bench clean distclean
 .DELETE_ON_ERROR:
 
 help:
 	@echo "make report [PROFILE=full|smoke]  environment + data + every notebook + $(REPORT_ROOT)/<profile>/index.html"
 	@echo "make test                         unit, data and smoke-notebook tests"
 	@echo "make data [PROFILE=...]           only the cleaned, split parquet files under $(ARTIFACT_DIR)/<profile>/data"
+	@echo "make serve [PROFILE=...]          the API on http://127.0.0.1:$(PORT) (after make report)"
+	@echo "make bench [PROFILE=...]          loopback load test: $(BENCH_REQUESTS) requests, concurrency $(BENCH_CONCURRENCY)"
 	@echo "make lab                          JupyterLab on the paired notebooks"
 	@echo "make clean | distclean            remove generated reports/artifacts (| and the .venv)"
 
@@ -64,6 +70,14 @@ $(REPORT)/02_augmentation.html: $(REPORT)/01_data.html
 $(REPORT)/03_pretraining.html: $(REPORT)/02_augmentation.html
 $(REPORT)/04_finetuning.html: $(REPORT)/03_pretraining.html
 $(REPORT)/05_hybrid_recommendation.html: $(REPORT)/04_finetuning.html
+
+serve: $(ENV_STAMP)
+	ECOMREC_PROFILE=$(PROFILE) ECOMREC_ARTIFACT_DIR=$(ARTIFACT_DIR) ECOMREC_ENCODER=$(ENCODER) \
+	    $(PY) -m uvicorn --factory ecomrec.serve.api:app_from_env --host 127.0.0.1 --port $(PORT)
+
+bench: $(ENV_STAMP)
+	$(PY) -m ecomrec.serve.bench --profile $(PROFILE) --artifact-dir $(ARTIFACT_DIR) --report-dir $(REPORT_ROOT) \
+	    --requests $(BENCH_REQUESTS) --concurrency $(BENCH_CONCURRENCY) --encoder $(ENCODER)
 
 lab: $(ENV_STAMP)
 	$(PY) -m pip install -e ".[lab]"

@@ -36,3 +36,11 @@ def real_data_dir():
             pytest.fail(message)
         pytest.skip(message)
     return root
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The packaged all-MiniLM-L6-v2 on the CPU, loaded once per test session."""
+    from ecomrec.models.encoders import load_minilm
+
+    return load_minilm("cpu")

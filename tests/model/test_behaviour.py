@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from ecomrec.models import behaviour as B
-from ecomrec.models.encoders import load_minilm
 
 # (query, relevant product, its brand)
 CASES = [
@@ -22,8 +21,8 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    return load_minilm("cpu")
+def encoder(minilm):
+    return minilm
 
 
 def test_upper_casing_the_query_changes_nothing(encoder):

@@ -1,0 +1,196 @@
+"""The served API: product search, recommendations and similar items over the project's artifacts.
+
+    GET /search?q=cordless+drill&k=10     Home Depot products (bi-encoder query embedding → HNSW index)
+    POST /search  {"q": "...", "k": 10}   the same with a JSON body (a non-string `q` is a 422)
+    GET /recommend?user_id=A2...&k=10     Amazon Office items (ItemKNN over all interactions)
+    GET /similar?item_id=B00...&k=10      Amazon Office items nearest in content (MiniLM item embeddings)
+    GET /health                           what is loaded
+
+Everything is loaded once, when the app is created. Bad input is the client's error (422: empty,
+whitespace-only, over-long or control-character queries, k out of range; 404: unknown ids), never a 5xx.
+Run it with `make serve` (uvicorn on 127.0.0.1).
+"""
+# No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time.
+
+import os
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+
+from ecomrec import config as C
+
+MAX_QUERY_CHARS = 200
+MAX_ID_CHARS = 64
+MAX_K = 100
+ENCODERS = ("onnx-int8", "onnx", "torch")
+
+
+def clean_query(q: str) -> str:
+    """The query with surrounding blanks removed; ValueError for empty, over-long or control-character text."""
+    if not isinstance(q, str):
+        raise ValueError("the query must be text")
+    q = q.strip()
+    if not q:
+        raise ValueError("the query is empty")
+    if len(q) > MAX_QUERY_CHARS:
+        raise ValueError(f"the query is longer than {MAX_QUERY_CHARS} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in q):
+        raise ValueError("the query holds control characters")
+    if not any(ch.isalnum() for ch in q):
+        raise ValueError("the query holds no letter or digit")
+    return q
+
+
+@dataclass
+class Service:
+    """What the API serves; `from_artifacts` builds it from a profile's artifacts."""
+
+    product_ids: np.ndarray
+    product_titles: np.ndarray
+    encoder: Any  # .encode(list[str]) → L2-normalised float32 rows
+    index: Any  # .search(embeddings, k) → (ids, scores), e.g. HNSWIndex or DenseIndex
+    recommender: Any  # a fitted ecomrec.recommend.models.Recommender
+    item_ids: np.ndarray
+    item_titles: np.ndarray
+    item_embeddings: np.ndarray  # L2-normalised rows aligned with item_ids
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._title = dict(zip(self.product_ids.tolist(), self.product_titles.tolist()))
+        self._item_row = pd.Series(np.arange(len(self.item_ids)), index=self.item_ids)
+        if len(self.item_embeddings) != len(self.item_ids):
+            raise ValueError(f"{len(self.item_embeddings)} item embeddings for {len(self.item_ids)} items")
+
+    def search(self, q: str, k: int = 10) -> list[dict]:
+        found, scores = self.index.search(self.encoder.encode([clean_query(q)]), k=k)
+        return [{"product_id": _plain(p), "title": self._title[p], "score": float(s)}
+                for p, s in zip(found[0].tolist(), scores[0].tolist())]
+
+    def recommend(self, user_id: str, k: int = 10) -> list[dict]:
+        if user_id not in self.recommender.user_index.index:
+            raise KeyError(f"unknown user_id {user_id!r}")
+        recs = self.recommender.recommend([user_id], k=k)
+        return [{"item_id": _plain(i), "title": self.item_titles[self._item_row[i]], "score": float(s)}
+                for i, s in zip(recs[C.COL_ITEM], recs["score"])]
+
+    def similar(self, item_id: str, k: int = 10) -> list[dict]:
+        if item_id not in self._item_row.index:
+            raise KeyError(f"unknown item_id {item_id!r}")
+        row = int(self._item_row[item_id])
+        scores = self.item_embeddings @ self.item_embeddings[row]
+        scores[row] = -np.inf  # never the item itself
+        top = np.argsort(-scores, kind="stable")[:min(k, len(scores) - 1)]
+        return [{"item_id": _plain(self.item_ids[j]), "title": self.item_titles[j], "score": float(scores[j])}
+                for j in top]
+
+    @classmethod
+    def from_artifacts(cls, artifact_dir: str | Path = "artifacts", profile: str = "full",
+                       encoder: str = "onnx-int8") -> "Service":
+        """Load the selected bi-encoder (04) as `encoder` (07 writes the ONNX files and the HNSW index),
+        the Home Depot catalogue, ItemKNN on every Office interaction and 02's item embeddings."""
+        from ecomrec.data.prepare import load_prepared
+        from ecomrec.recommend.models import ItemKNN
+        from ecomrec.serve.index import HNSWIndex
+
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+        start = time.perf_counter()
+        root = C.artifact_dir(artifact_dir, profile)
+        deploy, finetune = root / "deploy", root / "finetune"
+        frames = load_prepared(artifact_dir, profile)
+        products = frames["homedepot/products"]
+        needed = {"torch": finetune / "biencoder_best", "onnx": deploy / "query_encoder" / "model.onnx",
+                  "onnx-int8": deploy / "query_encoder_int8" / "model.onnx"}[encoder]
+        for path, step in ((needed, "04_finetuning" if encoder == "torch" else "07_deployment"),
+                           (deploy / "catalogue.hnsw", "07_deployment"),
+                           (root / "augment" / "minilm_office_items.npy", "02_augmentation")):
+            if not path.exists():
+                raise FileNotFoundError(f"{path} is missing: run {step} for profile {profile!r} (make report)")
+        if encoder == "torch":
+            from ecomrec.models.encoders import sentence_encoder
+
+            query_encoder = sentence_encoder(needed)
+        else:
+            from ecomrec.serve.export import OnnxSentenceEncoder
+
+            query_encoder = OnnxSentenceEncoder(needed)
+        index = HNSWIndex.load(deploy / "catalogue.hnsw", products[C.COL_PRODUCT_ID].to_numpy())
+        items = frames["office/items"].reset_index(drop=True)
+        recommender = ItemKNN(items[C.COL_ITEM].to_numpy()).fit(frames["office/interactions"])
+        service = cls(product_ids=index.ids, product_titles=products[C.COL_TITLE].to_numpy(), encoder=query_encoder,
+                      index=index, recommender=recommender, item_ids=items[C.COL_ITEM].to_numpy(),
+                      item_titles=items[C.COL_TITLE].to_numpy(),
+                      item_embeddings=np.load(root / "augment" / "minilm_office_items.npy"),
+                      info={"profile": profile, "encoder": encoder})
+        service.info["load_seconds"] = round(time.perf_counter() - start, 2)
+        return service
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def create_app(service: Service):
+    """The FastAPI application over a loaded `Service`."""
+    from fastapi import FastAPI, HTTPException, Query
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, Field, StrictStr
+
+    app = FastAPI(title="ecomrec", description=__doc__.split("\n\n")[0])
+    K = Annotated[int, Query(ge=1, le=MAX_K)]
+    Id = Annotated[str, Query(min_length=1, max_length=MAX_ID_CHARS)]
+
+    class SearchRequest(BaseModel):
+        q: StrictStr = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+        k: int = Field(default=10, ge=1, le=MAX_K)
+
+    def run_search(q: str, k: int) -> dict:
+        try:
+            return {"query": q, "results": service.search(q, k)}
+        except ValueError as error:
+            raise HTTPException(status_code=422, detail=str(error)) from None
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "products": len(service.product_ids), "items": len(service.item_ids),
+                "users": len(service.recommender.user_index), **service.info}
+
+    @app.get("/search")
+    def search(q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)], k: K = 10) -> dict:
+        return run_search(q, k)
+
+    @app.post("/search")
+    def search_post(request: SearchRequest) -> dict:
+        return run_search(request.q, request.k)
+
+    @app.get("/recommend")
+    def recommend(user_id: Id, k: K = 10) -> dict:
+        try:
+            return {"user_id": user_id, "results": service.recommend(user_id, k)}
+        except KeyError as error:
+            raise HTTPException(status_code=404, detail=error.args[0]) from None
+
+    @app.get("/similar")
+    def similar(item_id: Id, k: K = 10) -> dict:
+        try:
+            return {"item_id": item_id, "results": service.similar(item_id, k)}
+        except KeyError as error:
+            raise HTTPException(status_code=404, detail=error.args[0]) from None
+
+    @app.exception_handler(UnicodeError)
+    def bad_encoding(request, error):  # undecodable bytes in a query string are the client's error
+        return JSONResponse(status_code=400, content={"detail": "the request is not valid UTF-8"})
+
+    return app
+
+
+def app_from_env():
+    """App factory for uvicorn (`make serve`): $ECOMREC_ARTIFACT_DIR, $ECOMREC_PROFILE, $ECOMREC_ENCODER."""
+    return create_app(Service.from_artifacts(os.environ.get("ECOMREC_ARTIFACT_DIR", "artifacts"),
+                                             os.environ.get("ECOMREC_PROFILE", "full"),
+                                             os.environ.get("ECOMREC_ENCODER", "onnx-int8")))

@@ -1,0 +1,166 @@
+"""A bounded loopback load test of the served API (`make bench`).
+
+Starts the API (uvicorn, one process, 127.0.0.1) on the profile's artifacts, waits for /health, then
+sends a fixed number of requests with a fixed concurrency: real test-split search queries, real users
+and items, and a share of deliberately bad requests (which must get a 4xx). Prints and records per
+endpoint the latency p50/p95/p99 (ms, client-side, so queueing is included), requests/s and the count
+of responses by status class. Exits non-zero if any response is a 5xx or a connection fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecomrec import config as C
+from ecomrec import reporting
+
+MIX = {"search": 0.70, "recommend": 0.15, "similar": 0.10, "bad": 0.05}
+BAD_REQUESTS = [("/search", {"q": ""}), ("/search", {"q": "   "}), ("/search", {"q": "x" * 500}),
+                ("/search", {"q": "drill", "k": 0}), ("/recommend", {"user_id": "no-such-user"}),
+                ("/similar", {"item_id": "no-such-item"}), ("/search", {})]
+
+
+def request_plan(frames: dict, n: int, seed: int = C.SEED) -> list[tuple[str, str, dict]]:
+    """`n` (endpoint label, path, params) drawn with MIX's shares from real queries, users and items."""
+    rng = np.random.default_rng(seed)
+    queries = frames["homedepot/queries"].set_index(C.COL_QUERY_ID)[C.COL_QUERY]
+    test_queries = queries.loc[frames["homedepot/judgments_test"][C.COL_QUERY_ID].unique()].to_numpy()
+    users = frames["office/interactions"][C.COL_USER].unique()
+    items = frames["office/items"][C.COL_ITEM].to_numpy()
+    kinds = rng.choice(list(MIX), size=n, p=list(MIX.values()))
+    plan = []
+    for kind in kinds:
+        if kind == "search":
+            plan.append(("search", "/search", {"q": str(rng.choice(test_queries)), "k": 10}))
+        elif kind == "recommend":
+            plan.append(("recommend", "/recommend", {"user_id": str(rng.choice(users)), "k": 10}))
+        elif kind == "similar":
+            plan.append(("similar", "/similar", {"item_id": str(rng.choice(items)), "k": 10}))
+        else:
+            path, params = BAD_REQUESTS[int(rng.integers(len(BAD_REQUESTS)))]
+            plan.append(("bad request", path, params))
+    return plan
+
+
+async def _fire(base_url: str, plan: list, concurrency: int) -> pd.DataFrame:
+    import httpx
+
+    results = [None] * len(plan)
+    queue: asyncio.Queue = asyncio.Queue()
+    for i in range(len(plan)):
+        queue.put_nowait(i)
+
+    async def worker(client):
+        while not queue.empty():
+            i = queue.get_nowait()
+            label, path, params = plan[i]
+            start = time.perf_counter()
+            try:
+                status = (await client.get(path, params=params)).status_code
+            except httpx.HTTPError:
+                status = 0  # connection-level failure
+            results[i] = (label, status, (time.perf_counter() - start) * 1000)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return pd.DataFrame(results, columns=["endpoint", "status", "ms"])
+
+
+def summarise(log: pd.DataFrame, seconds: float) -> pd.DataFrame:
+    """Per endpoint: requests, p50/p95/p99 ms, and counts of 2xx, 4xx, 5xx and failed connections."""
+    rows = {}
+    for endpoint, group in [*log.groupby("endpoint"), ("all", log)]:
+        status = group["status"]
+        rows[endpoint] = {"requests": len(group), "p50_ms": group["ms"].quantile(0.50),
+                          "p95_ms": group["ms"].quantile(0.95), "p99_ms": group["ms"].quantile(0.99),
+                          "2xx": int(status.between(200, 299).sum()), "4xx": int(status.between(400, 499).sum()),
+                          "5xx": int((status >= 500).sum()), "failed": int((status == 0).sum())}
+    table = pd.DataFrame(rows).T
+    table.loc["all", "requests_per_second"] = len(log) / seconds
+    return table
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(profile: str, artifact_dir: str, report_dir: str, requests: int, concurrency: int, encoder: str,
+        seed: int = C.SEED, startup_timeout: float = 180.0) -> pd.DataFrame:
+    """Start the server, run the load test, stop the server; returns `summarise`'s table."""
+    import httpx
+
+    from ecomrec.data.prepare import load_prepared
+
+    plan = request_plan(load_prepared(artifact_dir, profile), requests, seed)
+    port = _free_port()
+    env = {**os.environ, "ECOMREC_PROFILE": profile, "ECOMREC_ARTIFACT_DIR": artifact_dir, "ECOMREC_ENCODER": encoder}
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "ecomrec.serve.api:app_from_env",
+                               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the server exited with code {server.returncode} before it was healthy")
+            try:
+                if httpx.get(f"{base_url}/health", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the server was not healthy within {startup_timeout:.0f} s")
+            time.sleep(0.5)
+        asyncio.run(_fire(base_url, plan[: min(200, len(plan))], concurrency))  # warm-up, not counted
+        start = time.perf_counter()
+        log = asyncio.run(_fire(base_url, plan, concurrency))
+        seconds = time.perf_counter() - start
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    table = summarise(log, seconds)
+    reporting.start("bench", Path(report_dir) / profile / "metrics")
+    for endpoint, row in table.iterrows():
+        key = endpoint.replace(" ", "_")
+        for column, value in row.items():
+            if pd.notna(value):
+                reporting.record(f"deploy/bench/{key}/{column}", float(value))
+    reporting.record("deploy/bench/all/concurrency", concurrency)
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="full", choices=sorted(C.PROFILES))
+    parser.add_argument("--artifact-dir", default="artifacts")
+    parser.add_argument("--report-dir", default="reports")
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--encoder", default="onnx-int8", choices=("onnx-int8", "onnx", "torch"))
+    args = parser.parse_args(argv)
+    if args.requests < 1 or args.concurrency < 1:
+        parser.error("--requests and --concurrency must be positive")
+    table = run(args.profile, args.artifact_dir, args.report_dir, args.requests, args.concurrency, args.encoder)
+    with pd.option_context("display.width", 140, "display.float_format", "{:,.1f}".format):
+        print(table)
+    bad = int(table.loc["all", "5xx"] + table.loc["all", "failed"])
+    search_p95 = table.loc["search", "p95_ms"] if "search" in table.index else float("nan")
+    print(f"search p95 {search_p95:.1f} ms (goal ≤ 30 ms on 2 CPU cores); 5xx or failed: {bad}")
+    if bad:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

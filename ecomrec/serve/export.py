@@ -1,0 +1,179 @@
+"""Faster inference for the encoders: dynamic int8 (PyTorch), ONNX Runtime fp32 and int8.
+
+A sentence encoder is exported as its transformer alone (token ids → hidden states); mean pooling and
+L2 normalisation run in NumPy, exactly as in the SentenceTransformer's Pooling and Normalize modules.
+A cross-encoder is exported whole (token ids → one relevance logit). Every runtime object offers the
+method its PyTorch original has (`encode` / `predict`), so evaluation code takes either.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+ONNX_OPSET = 17
+
+
+class _Exportable(torch.nn.Module):
+    """Wraps a Hugging Face encoder so that the exported graph takes token tensors and has one output."""
+
+    def __init__(self, model: torch.nn.Module, output: str):
+        super().__init__()
+        self.model, self.output = model, output
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return out.last_hidden_state if self.output == "hidden" else out.logits
+
+
+def _export(model: torch.nn.Module, tokenizer, path: Path, output: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = copy.deepcopy(model).cpu().eval()
+    sample = tokenizer(["cordless drill", "a longer sample product title"], ["a title", "another title"],
+                       padding=True, return_tensors="pt")
+    inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
+    axes = {name: {0: "batch", 1: "tokens"} for name in inputs}
+    axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "tokens"}
+    with torch.no_grad():
+        torch.onnx.export(_Exportable(model, output), tuple(sample[name] for name in inputs), str(path),
+                          input_names=inputs, output_names=[output], dynamic_axes=axes,
+                          opset_version=ONNX_OPSET, dynamo=False)
+    tokenizer.save_pretrained(str(path.parent))
+    return path
+
+
+def export_sentence_encoder(encoder, path: str | Path) -> Path:
+    """Write a SentenceTransformer's transformer as ONNX (fp32) at `path`, its tokenizer beside it."""
+    transformer = encoder[0]
+    _check_mean_pooling(encoder)
+    return _export(transformer.auto_model, transformer.tokenizer, Path(path), "hidden")
+
+
+def export_cross_encoder(cross_encoder, path: str | Path) -> Path:
+    """Write a sentence-transformers CrossEncoder (one output) as ONNX (fp32) at `path`."""
+    return _export(cross_encoder.model, cross_encoder.tokenizer, Path(path), "logits")
+
+
+def _check_mean_pooling(encoder) -> None:
+    names = [type(module).__name__ for module in encoder]
+    pooling = encoder[1] if len(encoder) > 1 else None
+    if names[1:] not in (["Pooling", "Normalize"], ["Pooling"]) or pooling.get_config_dict().get("pooling_mode") != "mean":
+        raise ValueError(f"only Transformer → mean Pooling (→ Normalize) encoders can be exported, got {names}")
+
+
+def quantize_onnx(source: str | Path, target: str | Path) -> Path:
+    """Dynamic int8 quantization of an ONNX model's matrix multiplications (weights stored as uint8 per
+    output channel, activations quantized on the fly); the tokenizer files are copied along.
+
+    Per-channel scales and a 7-bit range are what keep the output close to fp32 on CPUs without VNNI
+    (AVX2 only): with ONNX Runtime's defaults (signed per-tensor weights) MiniLM's embeddings drift to
+    a cosine of about 0.95; with these settings they stay above 0.99 (tested). Embedding tables stay fp32.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul"], weight_type=QuantType.QUInt8,
+                     per_channel=True, reduce_range=True)
+    if source.parent != target.parent:
+        for name in os.listdir(source.parent):
+            if not name.endswith(".onnx"):
+                (target.parent / name).write_bytes((source.parent / name).read_bytes())
+    return target
+
+
+def quantize_torch(model: torch.nn.Module, engine: str = "qnnpack") -> torch.nn.Module:
+    """A copy of `model` whose Linear layers run in dynamic int8 with per-channel weight scales.
+
+    Sets PyTorch's quantized engine for the whole process (packed weights belong to one engine). On
+    AVX2 CPUs the default x86/fbgemm engine drifts MiniLM's embeddings to a cosine of about 0.92-0.98
+    with fp32; qnnpack with per-channel scales stays above 0.99 (tested).
+    """
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    if engine not in torch.backends.quantized.supported_engines:
+        raise ValueError(f"quantized engine {engine!r} not available: {torch.backends.quantized.supported_engines}")
+    torch.backends.quantized.engine = engine
+    return quantize_dynamic(copy.deepcopy(model).cpu().eval(), {torch.nn.Linear: per_channel_dynamic_qconfig})
+
+
+class _OnnxModel:
+    def __init__(self, path: str | Path, threads: int | None = None, max_length: int = 64):
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no ONNX model at {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path.parent))
+        self.max_length, self.path = max_length, path
+        self.inputs = [node.name for node in self.session.get_inputs()]
+
+    def _run(self, texts, batch_size: int, pairs: bool = False) -> np.ndarray:
+        texts = list(texts)
+        order = np.argsort([-len(t[0]) - len(t[1]) if pairs else -len(t) for t in texts], kind="stable")
+        parts = []
+        for start in range(0, len(texts), batch_size):
+            batch = [texts[i] for i in order[start:start + batch_size]]
+            args = ([a for a, _ in batch], [b for _, b in batch]) if pairs else (batch,)
+            tokens = self.tokenizer(*args, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+            feeds = {name: tokens[name].astype(np.int64) for name in self.inputs}
+            parts.append(self._postprocess(self.session.run(None, feeds)[0], feeds["attention_mask"]))
+        if not parts:
+            return np.empty((0,), dtype=np.float32)
+        out = np.concatenate(parts)
+        restored = np.empty_like(out)
+        restored[order] = out
+        return restored
+
+    def _postprocess(self, output: np.ndarray, mask: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class OnnxSentenceEncoder(_OnnxModel):
+    """ONNX Runtime sentence encoder: `encode(texts)` as SentenceTransformer.encode (mean pooling, L2 norm)."""
+
+    def _postprocess(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        weights = mask[..., None].astype(np.float32)
+        return (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, normalize_embeddings: bool = True,
+               convert_to_numpy: bool = True, show_progress_bar: bool = False, **_) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("encode takes a list of texts, not one string")
+        embeddings = self._run(texts, batch_size).astype(np.float32, copy=False)
+        if embeddings.ndim == 1:  # no texts
+            return embeddings.reshape(0, self.get_embedding_dimension())
+        if normalize_embeddings:
+            embeddings = embeddings / np.clip(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12, None)
+        return embeddings
+
+    def get_embedding_dimension(self) -> int:
+        return int(self.session.get_outputs()[0].shape[-1])
+
+
+class OnnxCrossEncoder(_OnnxModel):
+    """ONNX Runtime cross-encoder: `predict(pairs)` returns sigmoid scores, as CrossEncoder.predict."""
+
+    def _postprocess(self, logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-logits[:, 0]))
+
+    def predict(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, **_) -> np.ndarray:
+        return self._run([tuple(p) for p in pairs], batch_size, pairs=True).astype(np.float32, copy=False)
+
+
+def file_size_mb(path: str | Path) -> float:
+    """Size on disk in MB (10^6 bytes) of a file, or of every file under a folder."""
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6

@@ -1,0 +1,96 @@
+"""Approximate nearest-neighbour search (faiss HNSW) over normalised embeddings, and how to judge it.
+
+HNSW builds a layered proximity graph: a query walks greedily from a coarse layer down to the full
+graph, keeping the `ef_search` best candidates seen. Larger `ef_search` → higher recall, fewer queries/s.
+With L2-normalised vectors, inner product = cosine similarity, so the same ids come back as exact search
+would return whenever the graph walk finds them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+class HNSWIndex:
+    """faiss `IndexHNSWFlat` (inner product) mapping rows back to product ids."""
+
+    def __init__(self, ids: Sequence, embeddings: np.ndarray, neighbours: int = 32, ef_construction: int = 80,
+                 ef_search: int = 64):
+        import faiss
+
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 2 or len(ids) != len(embeddings):
+            raise ValueError(f"{len(ids)} ids for embeddings of shape {embeddings.shape}")
+        self.ids = np.asarray(ids)
+        self.index = faiss.IndexHNSWFlat(embeddings.shape[1], neighbours, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = ef_construction
+        self.index.add(embeddings)
+        self.ef_search = ef_search
+
+    def save(self, path: str | Path) -> Path:
+        """Write the graph (not the ids: they come from the catalogue) with faiss."""
+        import faiss
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(path))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path, ids: Sequence) -> "HNSWIndex":
+        """A saved graph over the catalogue `ids` (in the order it was built from); no rebuild."""
+        import faiss
+
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no saved index at {path}")
+        index = cls.__new__(cls)
+        index.ids, index.index = np.asarray(ids), faiss.read_index(str(path))
+        if index.index.ntotal != len(index.ids):
+            raise ValueError(f"the saved index holds {index.index.ntotal} vectors for {len(index.ids)} ids")
+        return index
+
+    @property
+    def ef_search(self) -> int:
+        return int(self.index.hnsw.efSearch)
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("ef_search must be positive")
+        self.index.hnsw.efSearch = int(value)
+
+    def search(self, query_embeddings: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k ids and cosine scores per query, best first (as `DenseIndex.search`)."""
+        k = min(k, len(self.ids))
+        scores, rows = self.index.search(np.ascontiguousarray(query_embeddings, dtype=np.float32), k)
+        if (rows < 0).any():  # faiss pads with -1 when the walk found fewer than k vectors
+            raise RuntimeError(f"HNSW returned fewer than {k} results; raise ef_search (now {self.ef_search})")
+        return self.ids[rows], scores
+
+
+def recall_at_k(approximate: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each query's exact top-k ids that the approximate top-k also holds."""
+    if approximate.shape != exact.shape:
+        raise ValueError(f"shapes differ: {approximate.shape} vs {exact.shape}")
+    k = exact.shape[1]
+    return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approximate.tolist(), exact.tolist())]))
+
+
+def recall_speed_curve(index: HNSWIndex, exact_index, queries: np.ndarray, k: int = 10,
+                       ef_values: Sequence[int] = (8, 16, 32, 64, 128, 256)) -> pd.DataFrame:
+    """Recall@k against exact search, and queries/s of a batch search, for each `ef_search` and for exact search."""
+    start = time.perf_counter()
+    exact_ids, _ = exact_index.search(queries, k=k)
+    rows = [{"method": "exact", "ef_search": np.nan, "recall@k": 1.0,
+             "queries_per_second": len(queries) / (time.perf_counter() - start)}]
+    for ef in ef_values:
+        index.ef_search = max(ef, k)
+        start = time.perf_counter()
+        found, _ = index.search(queries, k=k)
+        rows.append({"method": "HNSW", "ef_search": index.ef_search, "recall@k": recall_at_k(found, exact_ids),
+                     "queries_per_second": len(queries) / (time.perf_counter() - start)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,34 @@
+"""The load test's bookkeeping: the request mix and the summary table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecomrec import config as C
+from ecomrec.serve import bench
+
+
+def frames():
+    return {"homedepot/queries": pd.DataFrame({C.COL_QUERY_ID: [1, 2, 3], C.COL_QUERY: ["drill", "paint", "hose"]}),
+            "homedepot/judgments_test": pd.DataFrame({C.COL_QUERY_ID: [2, 3], C.COL_PRODUCT_ID: [9, 9]}),
+            "office/interactions": pd.DataFrame({C.COL_USER: ["u1", "u2"], C.COL_ITEM: ["a", "b"]}),
+            "office/items": pd.DataFrame({C.COL_ITEM: ["a", "b", "c"]})}
+
+
+def test_request_plan_follows_the_mix_and_uses_test_queries_only():
+    plan = bench.request_plan(frames(), 4_000, seed=1)
+    shares = pd.Series([label for label, _, _ in plan]).value_counts(normalize=True)
+    assert shares["search"] == pytest.approx(bench.MIX["search"], abs=0.03)
+    assert shares["bad request"] == pytest.approx(bench.MIX["bad"], abs=0.02)
+    assert {p["q"] for label, _, p in plan if label == "search"} == {"paint", "hose"}  # never a train query
+    assert plan == bench.request_plan(frames(), 4_000, seed=1)
+
+
+def test_summarise_by_hand():
+    log = pd.DataFrame({"endpoint": ["search"] * 4 + ["bad request"] * 2,
+                        "status": [200, 200, 200, 500, 422, 404], "ms": [1.0, 2.0, 3.0, 4.0, 1.0, 1.0]})
+    table = bench.summarise(log, seconds=2.0)
+    assert table.loc["search", "p50_ms"] == 2.5 and table.loc["search", "5xx"] == 1
+    assert table.loc["bad request", "4xx"] == 2 and table.loc["all", "requests"] == 6
+    assert table.loc["all", "requests_per_second"] == 3.0
+    assert np.isclose(table.loc["search", "p99_ms"], np.quantile([1, 2, 3, 4], 0.99))

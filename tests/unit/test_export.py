@@ -1,0 +1,86 @@
+"""ONNX Runtime and int8 versions of the encoders give the fp32 model's outputs (parity), and the HNSW index."""
+
+import numpy as np
+import pytest
+
+from ecomrec.models.search import DenseIndex, encode
+from ecomrec.serve import export as X
+from ecomrec.serve.index import HNSWIndex, recall_at_k, recall_speed_curve
+
+TEXTS = ["cordless drill", "white interior wall paint 1 gal", "garden hose 50 ft heavy duty rubber with brass fittings",
+         "toilet seat", "Milwaukee M18 FUEL 1/2 in. hammer drill kit with two 5.0 Ah batteries and charger", "lamp"]
+
+
+def cosines(a, b):
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+@pytest.fixture(scope="module")
+def onnx_paths(minilm, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    fp32 = X.export_sentence_encoder(minilm, folder / "fp32" / "model.onnx")
+    return fp32, X.quantize_onnx(fp32, folder / "int8" / "model.onnx")
+
+
+def test_onnx_sentence_encoder_matches_pytorch(minilm, onnx_paths):
+    reference = encode(minilm, TEXTS)
+    fp32, int8 = (X.OnnxSentenceEncoder(path) for path in onnx_paths)
+    out = fp32.encode(TEXTS, batch_size=4)  # two batches, sorted by length inside
+    assert out.shape == reference.shape and np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+    assert cosines(out, reference).min() > 0.9999
+    assert cosines(int8.encode(TEXTS), reference).min() >= 0.99
+    assert X.file_size_mb(onnx_paths[1]) < 0.7 * X.file_size_mb(onnx_paths[0])  # int8 matrices, fp32 embedding table
+    assert fp32.encode([]).shape == (0, reference.shape[1])
+
+
+def test_torch_int8_matches(minilm):
+    quantized = X.quantize_torch(minilm)
+    assert cosines(encode(quantized, TEXTS), encode(minilm, TEXTS)).min() >= 0.99
+
+
+def test_onnx_cross_encoder_matches_pytorch(tmp_path):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from ecomrec.models.encoders import minilm_path
+
+    cross = CrossEncoder(str(minilm_path()), num_labels=1, max_length=64, device="cpu")
+    pairs = [(TEXTS[i], TEXTS[-1 - i]) for i in range(len(TEXTS))]
+    reference = cross.predict(pairs, show_progress_bar=False)
+    onnx = X.OnnxCrossEncoder(X.export_cross_encoder(cross, tmp_path / "cross" / "model.onnx"))
+    assert np.abs(onnx.predict(pairs, batch_size=4) - reference).max() < 1e-4
+
+
+def test_export_rejects_other_pooling(tmp_path):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    from ecomrec.models.encoders import load_minilm
+
+    model = load_minilm("cpu")
+    cls_model = SentenceTransformer(modules=[model[0], Pooling(384, pooling_mode="cls")])
+    with pytest.raises(ValueError, match="mean Pooling"):
+        X.export_sentence_encoder(cls_model, tmp_path / "model.onnx")
+
+
+def test_hnsw_recall_and_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3_000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(10_000, 13_000)
+    index, exact = HNSWIndex(ids, vectors, ef_search=128), DenseIndex(ids, vectors)
+    queries = vectors[:200] + 0.1 * rng.normal(size=(200, 32)).astype(np.float32)
+    found, scores = index.search(queries, k=10)
+    assert recall_at_k(found, exact.search(queries, k=10)[0]) > 0.95 and (np.diff(scores, axis=1) <= 1e-6).all()
+    loaded = HNSWIndex.load(index.save(tmp_path / "index.hnsw"), ids)
+    loaded.ef_search = 128
+    assert (loaded.search(queries, k=10)[0] == found).all()
+    with pytest.raises(ValueError, match="ids"):
+        HNSWIndex.load(tmp_path / "index.hnsw", ids[:10])
+    curve = recall_speed_curve(index, exact, queries, ef_values=(10, 200))
+    assert curve["recall@k"].iloc[1] <= curve["recall@k"].iloc[2] and curve["queries_per_second"].gt(0).all()
+
+
+def test_recall_at_k_by_hand():
+    assert recall_at_k(np.array([[1, 2, 3], [4, 5, 6]]), np.array([[3, 2, 9], [7, 8, 9]])) == pytest.approx((2 / 3 + 0) / 2)

@@ -1,0 +1,77 @@
+"""The served API on a tiny catalogue: right answers, and 4xx (never 5xx) for bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecomrec import config as C
+from ecomrec.models.search import DenseIndex, encode
+from ecomrec.recommend.models import ItemKNN
+from ecomrec.serve.api import MAX_QUERY_CHARS, Service, clean_query, create_app
+
+PRODUCTS = ["cordless drill driver kit 20v", "white interior wall paint 1 gal", "garden hose 50 ft",
+            "chrome kitchen faucet with sprayer", "round closed front toilet seat", "claw hammer 16 oz"]
+ITEMS = ["stapler", "staples box", "printer paper ream", "ballpoint pens", "desk lamp"]
+
+
+@pytest.fixture(scope="module")
+def client(minilm):
+    from fastapi.testclient import TestClient
+
+    events = pd.DataFrame({C.COL_USER: ["u1", "u1", "u2", "u2", "u3"],
+                           C.COL_ITEM: ["stapler", "staples box", "stapler", "staples box", "stapler"]})
+    product_ids = np.arange(100, 100 + len(PRODUCTS))
+    service = Service(product_ids=product_ids, product_titles=np.array(PRODUCTS), encoder=minilm,
+                      index=DenseIndex(product_ids, encode(minilm, PRODUCTS)),
+                      recommender=ItemKNN(ITEMS).fit(events), item_ids=np.array(ITEMS), item_titles=np.array(ITEMS),
+                      item_embeddings=encode(minilm, ITEMS))
+    return TestClient(create_app(service))
+
+
+def test_clean_query():
+    assert clean_query("  drill ") == "drill"
+    for bad, message in [("", "empty"), ("   ", "empty"), ("x" * (MAX_QUERY_CHARS + 1), "longer"),
+                         ("dri\x00ll", "control"), ("?!-", "no letter")]:
+        with pytest.raises(ValueError, match=message):
+            clean_query(bad)
+
+
+def test_search_finds_the_product(client):
+    response = client.get("/search", params={"q": "CORDLESS DRILL", "k": 3})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert len(results) == 3 and results[0]["product_id"] == 100 and results[0]["title"] == PRODUCTS[0]
+    assert client.post("/search", json={"q": "toilet seat", "k": 1}).json()["results"][0]["product_id"] == 104
+
+
+def test_recommend_and_similar(client):
+    recs = client.get("/recommend", params={"user_id": "u3"}).json()["results"]
+    assert recs[0]["item_id"] == "staples box"  # co-occurs with u3's stapler
+    assert "stapler" not in [r["item_id"] for r in recs]  # history never comes back
+    similar = client.get("/similar", params={"item_id": "stapler", "k": 2}).json()["results"]
+    assert [r["item_id"] for r in similar][0] == "staples box" and "stapler" not in [r["item_id"] for r in similar]
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["products"] == len(PRODUCTS) and health["users"] == 3
+
+
+@pytest.mark.parametrize("path, params, status", [
+    ("/search", {}, 422), ("/search", {"q": ""}, 422), ("/search", {"q": "   "}, 422),
+    ("/search", {"q": "x" * (MAX_QUERY_CHARS + 1)}, 422), ("/search", {"q": "drill\x07"}, 422),
+    ("/search", {"q": "drill", "k": 0}, 422), ("/search", {"q": "drill", "k": 101}, 422),
+    ("/search", {"q": "drill", "k": "ten"}, 422), ("/recommend", {"user_id": "nobody"}, 404),
+    ("/recommend", {}, 422), ("/recommend", {"user_id": "u" * 65}, 422), ("/similar", {"item_id": "nothing"}, 404),
+])
+def test_bad_input_is_a_client_error(client, path, params, status):
+    assert client.get(path, params=params).status_code == status
+
+
+@pytest.mark.parametrize("body", [{"q": 123}, {"q": ["drill"]}, {"q": None}, {"k": 3}, {"q": "drill", "k": -1}, {}])
+def test_non_text_query_bodies_are_rejected(client, body):
+    assert client.post("/search", json=body).status_code == 422
+
+
+def test_odd_but_valid_text_is_served(client):
+    for q in ["perceuse sans fil", "drill 🔨", "'; DROP TABLE products; --", "%00%ff", "ドリル", "1/2 in."]:
+        response = client.get("/search", params={"q": q})
+        assert response.status_code == 200, q
+    assert client.get("/search?q=%ff%fe").status_code < 500  # bytes that are not UTF-8
