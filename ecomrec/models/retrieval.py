@@ -106,12 +106,14 @@ def _history(trainer) -> pd.DataFrame:
 
 def train_biencoder(model, train_data, out_dir: str | Path, max_steps: int, batch_size: int = 32,
                     learning_rate: float = 5e-5, seed: int = C.SEED, device: str = "cpu",
-                    logging_steps: int = 10) -> FitResult:
+                    logging_steps: int = 10, gather_across_devices: bool = False) -> FitResult:
     """Fine-tune a SentenceTransformer with MultipleNegativesRankingLoss on (anchor, positive[, negative]).
 
     Every other positive in the batch is a negative for an anchor (in-batch negatives); a third column
     adds one explicit (hard) negative per anchor. The no-duplicates sampler keeps a batch from holding
-    the same text twice, which would turn a positive into a "negative".
+    the same text twice, which would turn a positive into a "negative". Launched data-parallel
+    (`ecomrec.models.train_ddp`), `batch_size` is per process; `gather_across_devices` then makes every
+    process's positives negatives for all anchors, as one large batch would.
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer import losses
@@ -127,7 +129,8 @@ def train_biencoder(model, train_data, out_dir: str | Path, max_steps: int, batc
         dataloader_num_workers=0, disable_tqdm=True,
     )
     trainer = _quiet(SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data,
-                                                loss=losses.MultipleNegativesRankingLoss(model)))
+                                                loss=losses.MultipleNegativesRankingLoss(
+                                                    model, gather_across_devices=gather_across_devices)))
     trainable, total = count_parameters(model)
     start = time.perf_counter()
     output = trainer.train()
