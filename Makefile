@@ -70,6 +70,7 @@ $(REPORT)/02_augmentation.html: $(REPORT)/01_data.html
 $(REPORT)/03_pretraining.html: $(REPORT)/02_augmentation.html
 $(REPORT)/04_finetuning.html: $(REPORT)/03_pretraining.html
 $(REPORT)/05_hybrid_recommendation.html: $(REPORT)/04_finetuning.html
+$(REPORT)/07_deployment.html: $(REPORT)/04_finetuning.html
 
 serve: $(ENV_STAMP)
 	ECOMREC_PROFILE=$(PROFILE) ECOMREC_ARTIFACT_DIR=$(ARTIFACT_DIR) ECOMREC_ENCODER=$(ENCODER) \

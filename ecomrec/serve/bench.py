@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run(profile: str, artifact_dir: str, report_dir: str, requests: int, concurrency: int, encoder: str,
+def run(profile: str, artifact_dir: str, requests: int, concurrency: int, encoder: str,
         seed: int = C.SEED, startup_timeout: float = 180.0) -> pd.DataFrame:
     """Start the server, run the load test, stop the server; returns `summarise`'s table."""
     import httpx
@@ -123,22 +124,28 @@ def run(profile: str, artifact_dir: str, report_dir: str, requests: int, concurr
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the server was not healthy within {startup_timeout:.0f} s")
             time.sleep(0.5)
-        asyncio.run(_fire(base_url, plan[: min(200, len(plan))], concurrency))  # warm-up, not counted
+        _run_async(_fire(base_url, plan[: min(200, len(plan))], concurrency))  # warm-up, not counted
         start = time.perf_counter()
-        log = asyncio.run(_fire(base_url, plan, concurrency))
+        log = _run_async(_fire(base_url, plan, concurrency))
         seconds = time.perf_counter() - start
     finally:
         server.terminate()
         server.wait(timeout=30)
-    table = summarise(log, seconds)
-    reporting.start("bench", Path(report_dir) / profile / "metrics")
+    return summarise(log, seconds)
+
+
+def _run_async(coroutine):
+    """Run a coroutine to completion in a fresh thread (a notebook's kernel already runs an event loop)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def record_table(table: pd.DataFrame, prefix: str = "deploy/bench") -> None:
+    """Record every figure of `summarise`'s table under `<prefix>/<endpoint>/<column>`."""
     for endpoint, row in table.iterrows():
-        key = endpoint.replace(" ", "_")
         for column, value in row.items():
             if pd.notna(value):
-                reporting.record(f"deploy/bench/{key}/{column}", float(value))
-    reporting.record("deploy/bench/all/concurrency", concurrency)
-    return table
+                reporting.record(f"{prefix}/{endpoint.replace(' ', '_')}/{column}", float(value))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,7 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1:
         parser.error("--requests and --concurrency must be positive")
-    table = run(args.profile, args.artifact_dir, args.report_dir, args.requests, args.concurrency, args.encoder)
+    table = run(args.profile, args.artifact_dir, args.requests, args.concurrency, args.encoder)
+    reporting.start("bench", Path(args.report_dir) / args.profile / "metrics")
+    record_table(table)
+    reporting.record("deploy/bench/all/concurrency", args.concurrency)
     with pd.option_context("display.width", 140, "display.float_format", "{:,.1f}".format):
         print(table)
     bad = int(table.loc["all", "5xx"] + table.loc["all", "failed"])

@@ -32,3 +32,22 @@ def test_summarise_by_hand():
     assert table.loc["bad request", "4xx"] == 2 and table.loc["all", "requests"] == 6
     assert table.loc["all", "requests_per_second"] == 3.0
     assert np.isclose(table.loc["search", "p99_ms"], np.quantile([1, 2, 3, 4], 0.99))
+
+
+def test_measure_latency_counts_calls_and_orders_percentiles():
+    import time
+
+    from ecomrec.serve.latency import measure_latency
+
+    seen = []
+
+    def call(batch):
+        seen.append(len(batch))
+        time.sleep(0.002 if len(seen) % 10 else 0.02)  # every tenth call is slow
+
+    out = measure_latency(call, ["a", "b", "c"], batch_size=4, calls=40, warmup=2)
+    assert len(seen) == 42 and set(seen) == {4}
+    assert 1.5 < out["p50_ms"] < out["p95_ms"] <= out["p99_ms"] and out["p99_ms"] > 15
+    assert out["texts_per_second"] == pytest.approx(4 * 40 / (36 * 0.002 + 4 * 0.02), rel=0.5)
+    with pytest.raises(ValueError):
+        measure_latency(call, [], batch_size=1)

@@ -1,0 +1,44 @@
+import pytest
+
+pytestmark = pytest.mark.smoke
+MODELS = ("query_encoder", "cross-encoder")
+VERSIONS = ("PyTorch_fp32", "PyTorch_int8", "ONNX_fp32", "ONNX_int8")
+
+
+@pytest.fixture(scope="module")
+def metrics(run_notebook, real_data_dir):
+    return run_notebook("07_deployment")
+
+
+def test_every_version_is_measured_and_close_to_fp32(metrics):
+    for model in MODELS:
+        for version in VERSIONS:
+            key = f"deploy/test/{model}_{version}"
+            assert metrics[f"{key}/batch1_p50_ms"] <= metrics[f"{key}/batch1_p95_ms"] <= metrics[f"{key}/batch1_p99_ms"]
+            assert metrics[f"{key}/batch32_per_second"] > 0 and metrics[f"{key}/size_mb"] > 1
+            assert abs(metrics[f"{key}/ndcg@10_delta_vs_fp32"]) < 0.05, key
+        for version in VERSIONS:
+            parity = metrics[f"deploy/test/{model}_{version}/parity"]
+            if model == "query_encoder":
+                assert parity >= 0.99, version  # mean cosine to fp32 over the test queries
+                assert metrics[f"deploy/test/{model}_{version}/parity_worst"] >= 0.95, version
+            else:
+                assert parity < 0.02 and metrics[f"deploy/test/{model}_{version}/parity_worst"] < 0.1, version
+        assert metrics[f"deploy/test/{model}_ONNX_int8/size_mb"] < metrics[f"deploy/test/{model}_ONNX_fp32/size_mb"]
+
+
+def test_hnsw_reaches_the_target_recall(metrics):
+    chosen = int(metrics["deploy/test/hnsw/ef_search"])
+    assert metrics[f"deploy/test/hnsw_ef{chosen}/recall@10"] >= 0.95
+    assert metrics["deploy/test/exact/recall@10"] == 1.0
+
+
+def test_service_load_test_has_no_server_errors(metrics):
+    assert metrics["deploy/bench/all/5xx"] == 0 and metrics["deploy/bench/all/failed"] == 0
+    assert metrics["deploy/bench/bad_request/4xx"] == metrics["deploy/bench/bad_request/requests"] > 0
+    assert metrics["deploy/bench/search/2xx"] == metrics["deploy/bench/search/requests"]
+
+
+def test_online_update_changes_recommendations(metrics):
+    assert metrics["deploy/all/online_update/changed_top5"] == 1
+    assert metrics["deploy/all/notebook/peak_memory_gib"] < 8
