@@ -4,7 +4,8 @@ Conventions (those of trec_eval and ranx, so results compare with published numb
 - a *run* ranks documents per query, best first; a *qrels* frame holds graded judgments;
 - a document is relevant when its grade is at least `threshold` (default: any positive grade);
 - NDCG uses linear gains (gain = grade) and log2 discounts: DCG@k = Σ_{i≤k} g_i / log2(i + 1),
-  divided by the DCG of the ideal ordering of *all* judged documents of the query;
+  divided by the DCG of the ideal ordering of *all* judged documents of the query; `binary=True`
+  gives every relevant document gain 1 (binary NDCG);
 - MRR@k is 1/rank of the first relevant document in the top k (0 if none); HR@k is 1 if any;
 - AP@k = Σ_{i≤k, d_i relevant} Precision@i / #relevant; Precision@k always divides by k.
 Queries with no relevant document are left out of every average (they have no defined recall).
@@ -20,8 +21,10 @@ METRICS = ("ndcg", "recall", "precision", "mrr", "map", "hr")
 
 def per_query_metrics(qrels: pd.DataFrame, run: pd.DataFrame, k: int = 10, query: str = "query_id",
                       doc: str = "product_id", grade: str = "relevance", score: str = "score",
-                      threshold: float | None = None) -> pd.DataFrame:
+                      threshold: float | None = None, binary: bool = False) -> pd.DataFrame:
     """One row per judged query with ndcg, recall, precision, mrr, map and hr at cut-off `k`.
+
+    `binary=True` computes NDCG with gain 1 for every relevant document instead of its grade.
 
     `run` holds (query, doc, score); within a query, higher scores rank first (ties: doc id order).
     """
@@ -33,6 +36,8 @@ def per_query_metrics(qrels: pd.DataFrame, run: pd.DataFrame, k: int = 10, query
             raise ValueError(f"{name} lacks columns {missing}")
     relevant_from = 1e-12 if threshold is None else threshold
     judged = qrels[qrels[grade] >= relevant_from]
+    if binary:
+        judged = judged.assign(**{grade: 1.0})
     gains = {q: dict(zip(g[doc], g[grade])) for q, g in judged.groupby(query, sort=False)}
     ranked = run.sort_values([query, score, doc], ascending=[True, False, True], kind="mergesort")
     top = ranked.groupby(query, sort=False).head(k)

@@ -27,6 +27,13 @@ def test_hand_computed_case():
     assert row["hr"] == 1.0
 
 
+def test_binary_ndcg_by_hand():
+    qrels, run = frames({"q": {"d1": 0, "d2": 2, "d3": 1, "d5": 3}}, {"q": {"d1": 4, "d2": 3, "d3": 2, "d4": 1}})
+    row = M.per_query_metrics(qrels, run, k=3, binary=True).iloc[0]
+    assert row["ndcg"] == pytest.approx((1 / np.log2(3) + 1 / np.log2(4)) / (1 + 1 / np.log2(3) + 1 / np.log2(4)))
+    assert row["recall"] == pytest.approx(2 / 3)  # the other metrics do not change
+
+
 def test_threshold_and_missing_queries():
     qrels, run = frames({"a": {"x": 1, "y": 3}, "b": {"z": 2}, "c": {"w": 0}}, {"a": {"x": 2, "y": 1}})
     out = M.per_query_metrics(qrels, run, k=2, threshold=2).set_index("query_id")
@@ -58,6 +65,9 @@ def test_matches_ranx_on_random_runs(seed):
            for i in range(40)}
     ours = M.per_query_metrics(*frames(qrels, run), k=10).mean(numeric_only=True)
     theirs = evaluate(Qrels(qrels), Run(run), ["ndcg@10", "recall@10", "precision@10", "mrr@10", "map@10", "hit_rate@10"])
+    binary = M.per_query_metrics(*frames(qrels, run), k=10, binary=True)["ndcg"].mean()
+    ones = {q: {d: 1 for d in docs} for q, docs in qrels.items()}
+    assert binary == pytest.approx(evaluate(Qrels(ones), Run(run), "ndcg@10"), abs=1e-9)
     for name, key in [("ndcg", "ndcg@10"), ("recall", "recall@10"), ("precision", "precision@10"), ("mrr", "mrr@10"),
                       ("map", "map@10"), ("hr", "hit_rate@10")]:
         assert ours[name] == pytest.approx(theirs[key], abs=1e-9), name
