@@ -44,6 +44,15 @@ def record(key: str, value: float | int) -> float | int:
     return value
 
 
+def metric_key(name: str) -> str:
+    """A system's display name as one key segment: "MiniLM + MNRL, LoRA" → "MiniLM_plus_MNRL_LoRA",
+    "BM25 → cross-encoder" → "BM25_to_cross-encoder"."""
+    key = re.sub(r"[^A-Za-z0-9@.-]+", "_", name.replace("+", "plus").replace("→", "to")).strip("_")
+    if not key:
+        raise ValueError(f"{name!r} has no letters or digits to make a key of")
+    return key
+
+
 def load_metrics(metrics_dir: str | Path) -> dict[str, dict[str, float]]:
     """Map notebook name → its recorded metrics, for every JSON file in `metrics_dir`."""
     return {p.stem: json.loads(p.read_text()) for p in sorted(Path(metrics_dir).glob("*.json"))}

@@ -27,7 +27,6 @@ RERANK_DEPTH = 100
 LORA_RANK = 8
 
 # %%
-import re
 import resource
 import time
 
@@ -94,11 +93,6 @@ print(f"catalogue {len(ids):,} products; {len(train_pairs):,} training pairs; "
 
 # %%
 runs, per_query = {}, {}
-
-
-def key_of(name: str) -> str:
-    """A system's name as a metric-key part: "MiniLM + MNRL, LoRA" → "MiniLM_plus_MNRL_LoRA"."""
-    return re.sub(r"[^A-Za-z0-9@.-]+", "_", name.replace("+", "plus").replace("→", "to")).strip("_")
 
 
 def evaluate(name: str, split: str, run: pd.DataFrame) -> pd.DataFrame:
@@ -200,11 +194,11 @@ for name, (load, data, lr, lora) in variants.items():
     start = time.perf_counter()
     catalogues[name] = encode(model, titles, progress=True)
     encode_seconds = time.perf_counter() - start
-    reporting.record(f"search/all/{key_of(name)}/catalogue_encode_seconds", encode_seconds)
+    reporting.record(f"search/all/{reporting.metric_key(name)}/catalogue_encode_seconds", encode_seconds)
     for split in ("valid", "test"):
         evaluate(name, split, dense_run(model, catalogues[name], split))
     fits[name] = fit
-    key = key_of(name)
+    key = reporting.metric_key(name)
     reporting.record(f"search/train/{key}/seconds", fit.seconds)
     reporting.record(f"search/train/{key}/samples_per_second", fit.samples_per_second)
     reporting.record(f"search/train/{key}/trainable_parameters", fit.trainable_parameters)
@@ -319,7 +313,7 @@ print(f"first stage chosen on valid: {first_stage} (valid NDCG@10 {valid_ndcg[fi
       f"{pairs_per_second:.0f} pairs/s")
 rerank_table = pd.DataFrame({name: s.mean() for name, s in rerank_rows.items()}).T
 for name, scores in rerank_rows.items():
-    key = key_of(name)
+    key = reporting.metric_key(name)
     reporting.record(f"search/test_rerank_sample/{key}/ndcg@10", scores["ndcg@10"].mean())
 rerank_table.round(3)
 
@@ -337,7 +331,7 @@ for (name, split), scores in per_query.items():
     if split != "test":
         continue
     row = {"system": name}
-    key = key_of(name)
+    key = reporting.metric_key(name)
     for metric in R.SEARCH_METRICS:
         mean, low, high = bootstrap_ci(scores[metric].to_numpy(), seed=SEED)
         row[metric], row[f"{metric} 95% CI"] = mean, f"[{low:.3f}, {high:.3f}]"

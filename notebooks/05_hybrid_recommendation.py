@@ -195,10 +195,6 @@ print(f"learned fusion: {len(features['valid']):,} valid candidates ({ranker.pos
 # ## 4. Results on test
 
 # %%
-def key_of(name: str) -> str:
-    return name.replace(" + ", "_plus_").replace(" ", "_")
-
-
 rows, per_user = [], {}
 for name, r in ranks["test"].items():
     metrics = rank_metrics(r, k=K)
@@ -207,9 +203,9 @@ for name, r in ranks["test"].items():
     for metric in metrics.columns:
         mean, low, high = bootstrap_ci(metrics[metric].to_numpy(), seed=SEED)
         row[metric], row[f"{metric} CI"] = mean, f"[{low:.3f}, {high:.3f}]"
-        reporting.record(f"rec/test/{key_of(name)}/{metric}", mean)
-        reporting.record(f"rec/test/{key_of(name)}/{metric}_ci_low", low)
-        reporting.record(f"rec/test/{key_of(name)}/{metric}_ci_high", high)
+        reporting.record(f"rec/test/{reporting.metric_key(name)}/{metric}", mean)
+        reporting.record(f"rec/test/{reporting.metric_key(name)}/{metric}_ci_low", low)
+        reporting.record(f"rec/test/{reporting.metric_key(name)}/{metric}_ci_high", high)
     rows.append(row)
 results = pd.DataFrame(rows).set_index("model").sort_values(f"ndcg@{K}", ascending=False)
 results.style.format({c: "{:.4f}" for c in results.columns if "CI" not in c})
@@ -229,8 +225,8 @@ learned = per_user["learned fusion"][f"ndcg@{K}"]
 lines = []
 for name in singles:
     d = paired_bootstrap(per_user[name][f"ndcg@{K}"].loc[learned.index].to_numpy(), learned.to_numpy(), seed=SEED)
-    reporting.record(f"rec/test/learned_fusion_vs_{key_of(name)}/ndcg@{K}_delta", d["diff"])
-    reporting.record(f"rec/test/learned_fusion_vs_{key_of(name)}/ndcg@{K}_delta_ci_low", d["low"])
+    reporting.record(f"rec/test/learned_fusion_vs_{reporting.metric_key(name)}/ndcg@{K}_delta", d["diff"])
+    reporting.record(f"rec/test/learned_fusion_vs_{reporting.metric_key(name)}/ndcg@{K}_delta_ci_low", d["low"])
     lines.append({"single model": name, "Δ NDCG@10 (learned − single)": d["diff"], "95% CI": f"[{d['low']:+.4f}, {d['high']:+.4f}]",
                   "interval excludes 0": d["low"] > 0 or d["high"] < 0})
 beats_all = all(l["interval excludes 0"] and l["Δ NDCG@10 (learned − single)"] > 0 for l in lines)
@@ -238,7 +234,7 @@ reporting.record("rec/test/learned_fusion/beats_every_single_model", float(beats
 print("The learned hybrid beats every single model with a paired interval excluding zero:", beats_all)
 for a, b in (("SASRec + sequence views", "SASRec"), ("content + synthetic queries", "content")):
     d = paired_bootstrap(per_user[b][f"ndcg@{K}"].to_numpy(), per_user[a][f"ndcg@{K}"].to_numpy(), seed=SEED)
-    reporting.record(f"rec/test/{key_of(a)}_vs_{key_of(b)}/ndcg@{K}_delta", d["diff"])
+    reporting.record(f"rec/test/{reporting.metric_key(a)}_vs_{reporting.metric_key(b)}/ndcg@{K}_delta", d["diff"])
     verdict = "helped" if d["low"] > 0 else "hurt" if d["high"] < 0 else "made no detectable difference"
     print(f"{a} vs {b}: {d['diff']:+.4f} NDCG@{K} [{d['low']:+.4f}, {d['high']:+.4f}] — the augmentation {verdict}")
 pd.DataFrame(lines).set_index("single model")
@@ -266,7 +262,7 @@ slice_table = pd.DataFrame({
     for name in show}).T
 for name, row in slice_table.iterrows():
     for slice_name in ("cold target item", "short history"):
-        reporting.record(f"rec/test_{slice_name.replace(' ', '_')}/{key_of(name)}/ndcg@{K}", row[slice_name])
+        reporting.record(f"rec/test_{slice_name.replace(' ', '_')}/{reporting.metric_key(name)}/ndcg@{K}", row[slice_name])
 reporting.record("rec/test/cold_target_item/users", int(slices["cold target item"].sum()))
 reporting.record("rec/test/short_history/users", int(slices["short history"].sum()))
 categories = slices["top category"].value_counts()
@@ -304,7 +300,7 @@ for name in show:
                     "intra-list diversity": intra_list_diversity(recommended, embedding_of),
                     "popularity bias": popularity_bias(recommended, popularity)}
     for metric, value in beyond[name].items():
-        reporting.record(f"rec/test/{key_of(name)}/{metric.replace(' ', '_').replace('-', '_')}", value)
+        reporting.record(f"rec/test/{reporting.metric_key(name)}/{metric.replace(' ', '_').replace('-', '_')}", value)
 beyond = pd.DataFrame(beyond).T.join(results[[f"ndcg@{K}"]])
 beyond.round(3)
 
@@ -395,7 +391,7 @@ for name, per_q in search_per_query.items():
     for metric in R.SEARCH_METRICS:
         mean, low, high = bootstrap_ci(per_q[metric].to_numpy(), seed=SEED)
         row[metric], row[f"{metric} CI"] = mean, f"[{low:.3f}, {high:.3f}]"
-        reporting.record(f"hybrid_search/test/{key_of(name.split(' (')[0])}/{metric}", mean)
+        reporting.record(f"hybrid_search/test/{reporting.metric_key(name.split(' (')[0])}/{metric}", mean)
     rows.append(row)
 for name, run in ((f"{best_fused} — rerank sample, before", sample_run), (f"{best_fused} → cross-encoder (sample)", reranked)):
     per_q = R.evaluate_run(sample_qrels, run)

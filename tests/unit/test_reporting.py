@@ -54,3 +54,13 @@ def test_index_links_notebooks_and_lists_metrics(metrics_dir):
     (report / "01_data.html").write_text("<html></html>")
     page = reporting.build_index(report).read_text()
     assert "href='01_data.html'" in page and "data/homedepot/judgments" in page and "74,067" in page
+
+
+def test_metric_key_makes_valid_segments(metrics_dir):
+    assert reporting.metric_key("MiniLM + MNRL, LoRA") == "MiniLM_plus_MNRL_LoRA"
+    assert reporting.metric_key("BM25 → cross-encoder") == "BM25_to_cross-encoder"
+    assert reporting.metric_key("SASRec + sequence views") == "SASRec_plus_sequence_views"
+    reporting.start("x", metrics_dir)
+    reporting.record(f"a/b/{reporting.metric_key('scratch BERT (no fine-tuning)')}/ndcg@10", 0.1)  # a valid key
+    with pytest.raises(ValueError, match="no letters"):
+        reporting.metric_key(" ?! ")
