@@ -104,6 +104,17 @@ def _history(trainer) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "epoch", "loss"]).reset_index(drop=True)
 
 
+def _fit(trainer, model) -> FitResult:
+    """Train quietly and time it; the loss curve and throughput come from the trainer's log."""
+    trainer = _quiet(trainer)
+    trainable, total = count_parameters(model)
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - start
+    return FitResult(_history(trainer), seconds, float(output.metrics.get("train_samples_per_second", 0.0)),
+                     trainable, total)
+
+
 def train_biencoder(model, train_data, out_dir: str | Path, max_steps: int, batch_size: int = 32,
                     learning_rate: float = 5e-5, seed: int = C.SEED, device: str = "cpu",
                     logging_steps: int = 10, gather_across_devices: bool = False) -> FitResult:
@@ -128,15 +139,9 @@ def train_biencoder(model, train_data, out_dir: str | Path, max_steps: int, batc
         eval_strategy="no", report_to=[], seed=seed, data_seed=seed, use_cpu=device == "cpu",
         dataloader_num_workers=0, disable_tqdm=True,
     )
-    trainer = _quiet(SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data,
-                                                loss=losses.MultipleNegativesRankingLoss(
-                                                    model, gather_across_devices=gather_across_devices)))
-    trainable, total = count_parameters(model)
-    start = time.perf_counter()
-    output = trainer.train()
-    seconds = time.perf_counter() - start
-    return FitResult(_history(trainer), seconds, float(output.metrics.get("train_samples_per_second", 0.0)),
-                     trainable, total)
+    return _fit(SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data,
+                                           loss=losses.MultipleNegativesRankingLoss(
+                                               model, gather_across_devices=gather_across_devices)), model)
 
 
 def heldout_mnrl_loss(model, anchors: Sequence[str], positives: Sequence[str], batch_size: int = 32,
@@ -183,14 +188,8 @@ def train_cross_encoder(model, train_data, out_dir: str | Path, max_steps: int, 
         logging_steps=logging_steps, save_strategy="no", eval_strategy="no", report_to=[], seed=seed,
         data_seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0, disable_tqdm=True,
     )
-    trainer = _quiet(CrossEncoderTrainer(model=model, args=args, train_dataset=train_data,
-                                         loss=BinaryCrossEntropyLoss(model)))
-    trainable, total = count_parameters(model)
-    start = time.perf_counter()
-    output = trainer.train()
-    seconds = time.perf_counter() - start
-    return FitResult(_history(trainer), seconds, float(output.metrics.get("train_samples_per_second", 0.0)),
-                     trainable, total)
+    return _fit(CrossEncoderTrainer(model=model, args=args, train_dataset=train_data,
+                                    loss=BinaryCrossEntropyLoss(model)), model)
 
 
 def rerank(cross_encoder, queries: dict, titles: dict, run: pd.DataFrame, depth: int = 100,

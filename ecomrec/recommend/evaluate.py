@@ -23,12 +23,7 @@ def target_ranks(model: Recommender, users: Sequence, targets: dict, exclude: di
     ranks = np.empty(len(users), dtype=np.int64)
     for start in range(0, len(users), batch):
         chunk = users[start:start + batch]
-        scores = np.array(model.scores(chunk), dtype=np.float64, copy=True)
-        scores[model.user_items[model._rows(chunk)].nonzero()] = -np.inf
-        if exclude:
-            for row, user in enumerate(chunk):
-                blocked = [model.item_index[i] for i in exclude.get(user, ()) if i in model.item_index.index]
-                scores[row, blocked] = -np.inf
+        scores = model.masked_scores(chunk, exclude)
         target_cols = model.item_index[[targets[u] for u in chunk]].to_numpy()
         target_scores = scores[np.arange(len(chunk)), target_cols]
         if np.isneginf(target_scores).any():

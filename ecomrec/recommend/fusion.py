@@ -30,17 +30,10 @@ def candidate_features(models: dict[str, Recommender], users: Sequence, depth: i
     users = list(users)
     for start in range(0, len(users), batch):
         chunk = users[start:start + batch]
-        rows = base._rows(chunk)
-        blocked = base.user_items[rows].toarray() > 0
-        if exclude:
-            for r, user in enumerate(chunk):
-                for item in exclude.get(user, ()):
-                    if item in base.item_index.index:
-                        blocked[r, base.item_index[item]] = True
+        blocked = base.blocked(chunk, exclude)
         scores, ranks = {}, {}
         for name, model in models.items():
-            s = np.array(model.scores(chunk), dtype=np.float64, copy=True)
-            s[blocked] = -np.inf
+            s = model.masked_scores(chunk, exclude)
             scores[name], ranks[name] = s, ranks_per_row(s)
         candidate = np.zeros_like(blocked)
         for name in names:

@@ -86,6 +86,20 @@ class Recommender:
             raise KeyError(f"{int(unknown.sum())} users were not in the training events, e.g. {users[unknown][0]!r}")
         return self.user_index[users].to_numpy()
 
+    def blocked(self, users: Sequence, exclude: dict | None = None) -> np.ndarray:
+        """Boolean users × items: each user's training items, and the items of `exclude[user]`."""
+        mask = self.user_items[self._rows(users)].toarray() > 0
+        if exclude:
+            for row, user in enumerate(users):
+                mask[row, [self.item_index[i] for i in exclude.get(user, ()) if i in self.item_index.index]] = True
+        return mask
+
+    def masked_scores(self, users: Sequence, exclude: dict | None = None) -> np.ndarray:
+        """`scores(users)` as float64 with the `blocked` items set to −inf (never ranked, never a candidate)."""
+        scores = np.array(self.scores(users), dtype=np.float64, copy=True)
+        scores[self.blocked(users, exclude)] = -np.inf
+        return scores
+
     def recommend(self, users: Sequence, k: int = 10, exclude: dict | None = None, batch: int = 1024) -> pd.DataFrame:
         """Top-k items per user, best first, never an item of the user's training history (nor of
         `exclude[user]`, e.g. the validation item when recommending for test); fewer than k when fewer
@@ -96,13 +110,7 @@ class Recommender:
         out = []
         for start in range(0, len(users), batch):
             chunk = users[start:start + batch]
-            scores = np.array(self.scores(chunk), dtype=np.float64, copy=True)
-            seen = self.user_items[self._rows(chunk)]
-            scores[seen.nonzero()] = -np.inf
-            if exclude:
-                for row, user in enumerate(chunk):
-                    extra = [self.item_index[i] for i in exclude.get(user, ()) if i in self.item_index.index]
-                    scores[row, extra] = -np.inf
+            scores = self.masked_scores(chunk, exclude)
             kk = min(k, scores.shape[1])
             top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
             top_scores = np.take_along_axis(scores, top, axis=1)
@@ -289,13 +297,9 @@ class WeightedFusion(Recommender):
     def _component_scores(self, users: Sequence):
         """Each component's scores with the users' training history masked (−inf), so history items do
         not take up the top ranks or stretch the min-max range."""
-        seen = self.user_items[self._rows(users)].nonzero()
         for model, weight in zip(self.models, self.weights):
-            if weight == 0:
-                continue
-            scores = np.array(model.scores(users), dtype=np.float64, copy=True)
-            scores[seen] = -np.inf
-            yield scores, weight
+            if weight:
+                yield model.masked_scores(users), weight
 
     def scores(self, users: Sequence) -> np.ndarray:
         return sum(w * minmax_per_row(s) for s, w in self._component_scores(users))
