@@ -45,7 +45,8 @@ def candidate_features(models: dict[str, Recommender], users: Sequence, depth: i
             frame[f"{name}_score"] = scores[name][user_pos, item_pos]
             frame[f"{name}_rank"] = ranks[name][user_pos, item_pos]
         frame["popularity"] = popularity[item_pos]
-        frame["history_length"] = np.asarray(blocked.sum(axis=1))[user_pos]
+        # training events only: the same feature for valid (fit) and test (apply), where `exclude` adds one item
+        frame["history_length"] = np.asarray(base.user_items[base._rows(chunk)].sum(axis=1)).ravel()[user_pos]
         frames.append(pd.DataFrame(frame))
     return pd.concat(frames, ignore_index=True)
 

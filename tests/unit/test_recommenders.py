@@ -123,7 +123,10 @@ def test_candidate_features_and_learned_fusion():
     assert set(features.columns) >= {"pop_score", "pop_rank", "knn_score", "knn_rank", "popularity", "history_length"}
     assert not ((features[C.COL_USER] == "u8") & features[C.COL_ITEM].isin(["a", "e", "c"])).any()
     assert not ((features[C.COL_USER] == "u1") & features[C.COL_ITEM].isin(["a", "b"])).any()
-    assert features.loc[features[C.COL_USER] == "u8", "history_length"].unique().tolist() == [3]  # a, e + excluded c
+    # training history only (a, e): an excluded item must not shift the feature between valid and test
+    assert features.loc[features[C.COL_USER] == "u8", "history_length"].unique().tolist() == [2]
+    plain = candidate_features({"pop": pop, "knn": knn}, users, depth=2)
+    assert plain.groupby(C.COL_USER)["history_length"].first().equals(features.groupby(C.COL_USER)["history_length"].first())
     # the target is always the knn favourite: the ranker must learn to follow knn
     targets = {u: knn.recommend([u], k=1)[C.COL_ITEM].iloc[0] for u in users}
     ranker = LearnedFusion(max_iter=20).fit(features, targets)
