@@ -62,7 +62,7 @@ PROFILES: dict[str, Profile] = {
     "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,
                     rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
                     mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
-                    biencoder_steps=60, cross_steps=160, rerank_queries=80, sasrec_epochs=30,
+                    biencoder_steps=40, cross_steps=120, rerank_queries=60, sasrec_epochs=30,
                     latency_calls=300, bench_requests=2_000),
 }
 
