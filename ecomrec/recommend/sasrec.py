@@ -72,8 +72,11 @@ class SASRec(Recommender):
         return [mask_index if item == MASK_ITEM else int(self.item_index[item]) + 1 for item in sequence]
 
     def _batch(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs s[:-1] and targets s[1:], cut to the last max_len steps and right-padded; masked targets ignored."""
-        max_len, mask_index = self.config["max_len"], len(self.items) + 1
+        """Inputs s[:-1] and targets s[1:], cut to the last max_len steps and right-padded to the batch's
+        longest sequence (with causal attention, padding after a sequence cannot change its outputs);
+        masked targets are ignored."""
+        mask_index = len(self.items) + 1
+        max_len = min(self.config["max_len"], max(len(seq) for seq in sequences) - 1)
         inputs = torch.full((len(sequences), max_len), PAD, dtype=torch.long)
         targets = torch.full((len(sequences), max_len), -100, dtype=torch.long)
         for row, seq in enumerate(sequences):
@@ -100,6 +103,7 @@ class SASRec(Recommender):
         sequences = [s for s in sequences if len(s) >= 2]
         if not sequences:
             raise ValueError("no sequence has two items to learn a next-item step from")
+        lengths = np.array([min(len(seq), self.config["max_len"] + 1) for seq in sequences])
         self.net = SASRecNet(len(self.items), **self.config).to(self.device)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
         loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
@@ -107,9 +111,8 @@ class SASRec(Recommender):
         for epoch in tqdm(range(1, self.epochs + 1), desc="SASRec epochs", disable=not progress, mininterval=15):
             start, total, count = time.perf_counter(), 0.0, 0
             self.net.train()
-            order = rng.permutation(len(sequences))
-            for begin in range(0, len(sequences), self.batch_size):
-                batch = [sequences[i] for i in order[begin:begin + self.batch_size]]
+            for batch_rows in self._length_bucketed_batches(lengths, rng):
+                batch = [sequences[i] for i in batch_rows]
                 inputs, targets = self._batch(batch)
                 inputs, targets = inputs.to(self.device), targets.to(self.device)
                 logits = self.net.logits(self.net(inputs))
@@ -123,6 +126,18 @@ class SASRec(Recommender):
         self.history = pd.DataFrame(rows)
         self.epoch_seconds = float(self.history["seconds"].mean())
         return self
+
+    def _length_bucketed_batches(self, lengths: np.ndarray, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
+        """Shuffled batches of similar-length sequences: shuffle, sort each pool of `pool` batches by length,
+        cut it into batches, shuffle the batch order. Most histories are short, so padding every batch to
+        `max_len` would spend most of the compute on padding."""
+        order = rng.permutation(len(lengths))
+        batches = []
+        for begin in range(0, len(order), pool * self.batch_size):
+            chunk = order[begin:begin + pool * self.batch_size]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     @torch.inference_mode()
     def scores(self, users: Sequence, histories: dict | None = None) -> np.ndarray:

@@ -164,3 +164,16 @@ def test_ties_count_against_the_target():
 
     flat = Flat(ITEMS).fit(TRAIN)
     assert target_ranks(flat, ["u8"], {"u8": "b"}).tolist() == [3]  # b, c, d all tie: the worst place
+
+
+def test_sasrec_padding_length_does_not_change_outputs_and_buckets_cover_every_sequence():
+    import torch
+
+    model = SASRec(ITEMS, hidden=8, heads=1, layers=1, max_len=6, dropout=0.0, epochs=1, batch_size=2).fit(TRAIN)
+    model.net.eval()
+    short = torch.tensor([[1, 2, 3]])
+    padded = torch.tensor([[1, 2, 3, 0, 0, 0]])
+    assert torch.allclose(model.net(short)[0], model.net(padded)[0, :3], atol=1e-6)
+    lengths = np.array([2, 7, 3, 3, 5, 2, 4])
+    batches = model._length_bucketed_batches(lengths, np.random.default_rng(0), pool=2)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(7)) and all(len(b) <= 2 for b in batches)
