@@ -45,7 +45,7 @@ from ecomrec.models import behaviour
 from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import load_minilm, minilm_path, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
-from ecomrec.serve import export as X
+from ecomrec.serve.export import encode_with_onnx
 
 C.set_seeds(SEED)
 reporting.start("04_finetuning", f"{REPORT_DIR}/{PROFILE}/metrics")
@@ -183,13 +183,8 @@ print({k: f"{v:,}" for k, v in sizes.items()}, f"— {profile.biencoder_steps} s
 
 # %%
 def encode_catalogue(model, name: str) -> np.ndarray:
-    """Embed every title with the model exported to ONNX Runtime (fp32); fails if it departs from PyTorch."""
-    onnx = X.OnnxSentenceEncoder(X.export_sentence_encoder(model, out_dir / "onnx" / reporting.metric_key(name) / "model.onnx"))
-    check = titles[:: max(1, len(titles) // 256)]
-    cosine = (encode(onnx, check) * encode(model, check)).sum(axis=1).min()
-    if cosine < 0.9999:
-        raise RuntimeError(f"{name}: ONNX Runtime embeddings differ from PyTorch (cosine {cosine:.5f})")
-    return encode(onnx, titles, batch_size=16, progress=True)
+    """Every title through ONNX Runtime (fp32); raises if it departs from PyTorch on a sample."""
+    return encode_with_onnx(model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True)
 
 
 fits, catalogues, best = {}, {}, None

