@@ -118,7 +118,8 @@ class Service:
         else:
             from ecomrec.serve.export import OnnxSentenceEncoder
 
-            query_encoder = OnnxSentenceEncoder(needed)
+            # one thread per call: concurrent requests, not one request's layers, share the cores
+            query_encoder = OnnxSentenceEncoder(needed, threads=1)
         index = HNSWIndex.load(deploy / "catalogue.hnsw", products[C.COL_PRODUCT_ID].to_numpy())
         items = frames["office/items"].reset_index(drop=True)
         recommender = ItemKNN(items[C.COL_ITEM].to_numpy()).fit(frames["office/interactions"])
