@@ -65,12 +65,13 @@ $(REPORT)/%.html: notebooks/%.py ecomrec/*.py ecomrec/*/*.py $(ENV_STAMP)
 	$(PY) -m nbconvert --to html --log-level WARN $(REPORT)/$*.ipynb
 
 # Notebook-to-notebook inputs: a notebook runs after the ones whose artifacts it reads.
-# (01_data reads only the raw data; each later notebook adds its line here.)
+# (01_data reads only the raw data; each later notebook adds its line here. 06 summarises all, 07 included.)
 $(REPORT)/02_augmentation.html: $(REPORT)/01_data.html
 $(REPORT)/03_pretraining.html: $(REPORT)/02_augmentation.html
 $(REPORT)/04_finetuning.html: $(REPORT)/03_pretraining.html
 $(REPORT)/05_hybrid_recommendation.html: $(REPORT)/04_finetuning.html
 $(REPORT)/07_deployment.html: $(REPORT)/04_finetuning.html
+$(REPORT)/06_evaluation.html: $(REPORT)/05_hybrid_recommendation.html $(REPORT)/07_deployment.html
 
 serve: $(ENV_STAMP)
 	ECOMREC_PROFILE=$(PROFILE) ECOMREC_ARTIFACT_DIR=$(ARTIFACT_DIR) ECOMREC_ENCODER=$(ENCODER) \

@@ -73,7 +73,11 @@ def build_index(report_dir: str | Path) -> Path:
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}td.n{text-align:right}</style></head><body>",
              f"<h1>ecomrec report — profile <code>{esc(report_dir.name)}</code></h1><h2>Notebooks</h2><ul>"]
     parts += [f"<li><a href='{esc(p)}.html'>{esc(p)}</a> (<a href='{esc(p)}.ipynb'>ipynb</a>)</li>" for p in pages]
-    parts.append("</ul><h2>Recorded metrics</h2>")
+    parts.append("</ul>")
+    summary = report_dir / "summary.md"
+    if summary.is_file():  # written by 06_evaluation: the final tables, as plain Markdown
+        parts.append(f"<h2>Summary (<a href='summary.md'>summary.md</a>)</h2><pre>{esc(summary.read_text())}</pre>")
+    parts.append("<h2>Recorded metrics</h2>")
     for notebook, values in metrics.items():
         parts.append(f"<h3>{esc(notebook)}</h3><table><tr><th>key</th><th>value</th></tr>")
         parts += [f"<tr><td><code>{esc(k)}</code></td><td class='n'>{_fmt(v)}</td></tr>" for k, v in values.items()]

@@ -54,6 +54,10 @@ def test_index_links_notebooks_and_lists_metrics(metrics_dir):
     (report / "01_data.html").write_text("<html></html>")
     page = reporting.build_index(report).read_text()
     assert "href='01_data.html'" in page and "data/homedepot/judgments" in page and "74,067" in page
+    assert "Summary" not in page
+    (report / "summary.md").write_text("# summary\n| a <b> | 1 |\n")
+    page = reporting.build_index(report).read_text()
+    assert "href='summary.md'" in page and "| a &lt;b&gt; | 1 |" in page  # shown, escaped
 
 
 def test_metric_key_makes_valid_segments(metrics_dir):

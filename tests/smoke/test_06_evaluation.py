@@ -1,0 +1,32 @@
+import pytest
+
+pytestmark = pytest.mark.smoke
+ROWS = ("plus_templates", "plus_generator", "plus_generator_plus_filter", "plus_uniform_negatives",
+        "plus_popularity_negatives", "plus_bm25-hard_negatives", "plus_dense-hard_negatives", "plus_adversarial_negatives")
+
+
+@pytest.fixture(scope="module")
+def metrics(run_notebook, real_data_dir, smoke_dirs):
+    return run_notebook("06_evaluation")
+
+
+def test_metrics_agree_with_ranx(metrics):
+    assert metrics["eval/test/bm25_vs_ranx/max_abs_difference"] < 1e-9
+
+
+def test_every_ablation_row_has_a_paired_interval(metrics):
+    for row in ROWS:
+        low, diff, high = (metrics[f"eval/test/{row}/ndcg@10_delta{s}"] for s in ("_ci_low", "", "_ci_high"))
+        assert low <= diff <= high, row
+        assert 0 <= metrics[f"eval/test/{row}/ndcg@10"] <= 1
+
+
+def test_reference_row_reproduces_04(metrics):
+    assert abs(metrics["eval/test/reference_minus_04/ndcg@10"]) < 0.02
+
+
+def test_online_section(metrics, smoke_dirs):
+    assert metrics["eval/test/online/ab_users_per_arm"] >= 1
+    assert -0.5 <= metrics["eval/test/online/interleaving_preference_for_dense"] <= 0.5
+    summary = (smoke_dirs["reports"] / "smoke" / "summary.md").read_text()
+    assert "Ablations" in summary and "users per arm" in summary
