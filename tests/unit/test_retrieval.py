@@ -87,6 +87,9 @@ def tiny_sentence_model(tmp_path):
 
     from ecomrec.models.encoders import minilm_tokenizer, sentence_encoder
 
+    import torch
+
+    torch.manual_seed(0)  # the same random encoder whatever ran before (the test order moves the global RNG)
     tokenizer = minilm_tokenizer()
     BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=64), add_pooling_layer=False).save_pretrained(tmp_path / "tiny")
@@ -103,9 +106,13 @@ def top1_accuracy(model, pairs) -> float:
 
 def test_biencoder_training_learns_the_pairs(pairs, tmp_path):
     model = tiny_sentence_model(tmp_path)
-    before = top1_accuracy(model, pairs)
+    anchors, positives = pairs["anchor"][:6], pairs["positive"][:6]
+    loss_before = R.heldout_mnrl_loss(model, anchors, positives, batch_size=6)
     fit = R.train_biencoder(model, pairs, tmp_path / "ckpt", max_steps=30, batch_size=6, learning_rate=1e-3, logging_steps=5)
-    assert top1_accuracy(model, pairs) == 1.0 > before
+    # a random encoder can already rank these six pairs (queries share words with their titles), so the
+    # test asks for a perfect ranking after training and a clearly lower loss, not a higher accuracy
+    assert top1_accuracy(model, pairs) == 1.0
+    assert R.heldout_mnrl_loss(model, anchors, positives, batch_size=6) < 0.5 * loss_before
     assert fit.history["loss"].iloc[-1] < fit.history["loss"].iloc[0]
     assert fit.trainable_parameters == fit.total_parameters
 
