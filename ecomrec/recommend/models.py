@@ -26,7 +26,8 @@ class Recommender:
             raise ValueError("item ids must be unique")
         self.item_index = pd.Series(np.arange(len(self.items)), index=self.items)
 
-    def _prepare(self, events: pd.DataFrame) -> None:
+    def _check_events(self, events: pd.DataFrame) -> None:
+        """ValueError unless `events` has user and item columns and names only catalogue items."""
         missing = [c for c in (C.COL_USER, C.COL_ITEM) if c not in events.columns]
         if missing:
             raise ValueError(f"events lack columns {missing}")
@@ -34,6 +35,9 @@ class Recommender:
         if unknown.any():
             raise ValueError(f"{int(unknown.sum())} events name items outside the catalogue, e.g. "
                              f"{events.loc[unknown, C.COL_ITEM].iloc[0]!r}")
+
+    def _prepare(self, events: pd.DataFrame) -> None:
+        self._check_events(events)
         self.users = np.sort(events[C.COL_USER].unique())
         self.user_index = pd.Series(np.arange(len(self.users)), index=self.users)
         rows = self.user_index[events[C.COL_USER]].to_numpy()
@@ -51,13 +55,7 @@ class Recommender:
     def _append(self, events: pd.DataFrame) -> list[tuple[int, int]]:
         """Add new interactions (new users allowed, items must be in the catalogue) to the training
         matrix and histories; returns the (row, column) cells that were not already set."""
-        missing = [c for c in (C.COL_USER, C.COL_ITEM) if c not in events.columns]
-        if missing:
-            raise ValueError(f"events lack columns {missing}")
-        unknown = ~events[C.COL_ITEM].isin(self.item_index.index)
-        if unknown.any():
-            raise ValueError(f"{int(unknown.sum())} events name items outside the catalogue, e.g. "
-                             f"{events.loc[unknown, C.COL_ITEM].iloc[0]!r}")
+        self._check_events(events)
         new_users = pd.Index(events[C.COL_USER].unique()).difference(self.user_index.index)
         if len(new_users):
             self.users = np.concatenate([self.users, new_users.to_numpy()])
