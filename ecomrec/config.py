@@ -51,6 +51,8 @@ class Profile:
     biencoder_steps: int = 12  # steps per bi-encoder fine-tuning run (04); the same in every row
     cross_steps: int = 12  # cross-encoder steps (04)
     rerank_queries: int = 20  # test queries whose top-100 the cross-encoder re-ranks (04)
+    calibration_judgments: int = 500  # valid judgments that calibrate cross-encoder scores to grades (04)
+    behaviour_queries: int = 400  # test queries sampled for the behavioural checks (04)
     sasrec_epochs: int = 3  # SASRec training epochs (05)
     latency_calls: int = 20  # timed model calls per variant and batch size (07)
     bench_requests: int = 300  # requests of the load test run inside 07 (`make bench` sends 10,000)
@@ -62,7 +64,7 @@ PROFILES: dict[str, Profile] = {
     "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,
                     rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
                     mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
-                    biencoder_steps=40, cross_steps=120, rerank_queries=60, sasrec_epochs=30,
+                    biencoder_steps=40, cross_steps=120, rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=30,
                     latency_calls=300, bench_requests=2_000),
 }
 

@@ -172,6 +172,22 @@ def label_to_relevance(label) -> np.ndarray:
     return 1.0 + 2.0 * np.asarray(label, dtype=float)
 
 
+def fit_grade_calibration(scores, grades):
+    """Isotonic (monotone, so rankings are unchanged) map from cross-encoder scores to relevance grades,
+    fitted on held-out judgments: the cross-encoder is trained on judgments *and* random negatives, so its
+    raw sigmoid is biased low as a grade estimate. Returns a function scores → grades."""
+    from sklearn.isotonic import IsotonicRegression
+
+    scores, grades = np.asarray(scores, dtype=float), np.asarray(grades, dtype=float)
+    if scores.shape != grades.shape or scores.ndim != 1:
+        raise ValueError(f"need two 1-d arrays of equal length, got {scores.shape} and {grades.shape}")
+    if len(np.unique(scores)) < 2:
+        raise ValueError("calibration needs at least two distinct scores")
+    iso = IsotonicRegression(y_min=float(grades.min()), y_max=float(grades.max()), out_of_bounds="clip")
+    iso.fit(scores, grades)
+    return lambda new_scores: iso.predict(np.asarray(new_scores, dtype=float))
+
+
 def train_cross_encoder(model, train_data, out_dir: str | Path, max_steps: int, batch_size: int = 32,
                         learning_rate: float = 5e-5, seed: int = C.SEED, device: str = "cpu",
                         logging_steps: int = 10) -> FitResult:

@@ -44,6 +44,26 @@ def test_relevance_label_round_trip():
     assert np.allclose(R.label_to_relevance(labels), grades)
 
 
+def test_grade_calibration_is_monotone_and_lowers_rmse_of_biased_scores():
+    rng = np.random.default_rng(0)
+    grades = rng.choice([1.0, 2.0, 3.0], size=2_000, p=[0.2, 0.4, 0.4])
+    scores = 0.1 * (grades - 1) + rng.normal(0, 0.05, size=grades.size)  # right order, wrong scale
+    calibrate = R.fit_grade_calibration(scores, grades)
+    raw_rmse = np.sqrt(np.mean((R.label_to_relevance(scores) - grades) ** 2))
+    calibrated = calibrate(scores)
+    assert np.sqrt(np.mean((calibrated - grades) ** 2)) < 0.5 * raw_rmse
+    grid = np.linspace(-1, 1, 101)
+    assert np.all(np.diff(calibrate(grid)) >= 0)  # order kept: re-ranking is unchanged
+    assert calibrate(grid).min() >= 1.0 and calibrate(grid).max() <= 3.0
+
+
+def test_grade_calibration_rejects_bad_input():
+    with pytest.raises(ValueError):
+        R.fit_grade_calibration([0.1, 0.2], [1.0])
+    with pytest.raises(ValueError):
+        R.fit_grade_calibration([0.5, 0.5], [1.0, 3.0])
+
+
 def test_rerank_orders_by_the_cross_encoder():
     class Reverse:  # prefers shorter titles
         def predict(self, pairs, **kwargs):
