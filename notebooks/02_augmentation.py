@@ -36,27 +36,20 @@ import pandas as pd
 
 from ecomrec import config as C
 from ecomrec import reporting
+from ecomrec.notebook import begin
 from ecomrec.augment import negatives as neg
 from ecomrec.augment.attributes import BrandLexicon
 from ecomrec.augment.filters import explode_generated, filter_queries, keep_rates
 from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator
 from ecomrec.augment.sequences import augment_sequences, cold_item_interactions
 from ecomrec.data.pairs import RELEVANT, judged_pairs, office_item_text
-from ecomrec.data.prepare import load_prepared
 from ecomrec.models.encoders import load_minilm
 from ecomrec.models.lm import pair_dataset, small_t5, train_lm, train_wordpiece_tokenizer
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 
-C.set_seeds(SEED)
-reporting.start("02_augmentation", f"{REPORT_DIR}/{PROFILE}/metrics")
-profile = C.get_profile(PROFILE)
-device = C.resolve_device(DEVICE)
-out_dir = C.artifact_dir(ARTIFACT_DIR, PROFILE) / "augment"
-out_dir.mkdir(parents=True, exist_ok=True)
-frames = load_prepared(ARTIFACT_DIR, PROFILE)
+profile, device, root, out_dir, frames, notebook_start = begin("02_augmentation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "augment")
 pd.set_option("display.max_colwidth", 80)
 pd.set_option("display.width", 200)
-print(f"profile {PROFILE}, device {device}, artifacts → {out_dir}")
 
 # %% [markdown]
 # ## 1. Training pairs: only the train split

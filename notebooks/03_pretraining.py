@@ -25,7 +25,6 @@ USE_SYNTHETIC = True  # add 02's kept synthetic queries to the training corpus
 MAX_LENGTH = 64
 
 # %%
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -33,20 +32,12 @@ import pandas as pd
 
 from ecomrec import config as C
 from ecomrec import reporting
-from ecomrec.data.prepare import load_prepared
+from ecomrec.notebook import begin, finish
 from ecomrec.models import mlm
 from ecomrec.models.encoders import minilm_tokenizer
 from ecomrec.models.lm import train_wordpiece_tokenizer
 
-C.set_seeds(SEED)
-reporting.start("03_pretraining", f"{REPORT_DIR}/{PROFILE}/metrics")
-profile = C.get_profile(PROFILE)
-device = C.resolve_device(DEVICE)
-out_dir = C.artifact_dir(ARTIFACT_DIR, PROFILE) / "pretrain"
-out_dir.mkdir(parents=True, exist_ok=True)
-frames = load_prepared(ARTIFACT_DIR, PROFILE)
-notebook_start = time.perf_counter()
-print(f"profile {PROFILE}, device {device}, artifacts → {out_dir}")
+profile, device, root, out_dir, frames, notebook_start = begin("03_pretraining", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "pretrain")
 
 # %% [markdown]
 # ## 1. The corpus
@@ -197,13 +188,8 @@ pd.DataFrame({"adapted MiniLM": [fill(adapted, minilm_tok, p) for p in probes],
 # CPU cores).
 
 # %%
-import resource
 
-wall = time.perf_counter() - notebook_start
-peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-reporting.record("pretrain/all/notebook/seconds", wall)
-reporting.record("pretrain/all/notebook/peak_memory_gib", peak_gib)
-print(f"wall time {wall / 60:.1f} min; peak resident memory {peak_gib:.2f} GiB")
+finish("pretrain", notebook_start)
 
 # %% [markdown]
 # ## Reading the numbers

@@ -27,7 +27,6 @@ RERANK_DEPTH = 100
 LORA_RANK = 8
 
 # %%
-import resource
 import time
 
 import matplotlib.pyplot as plt
@@ -37,9 +36,9 @@ from datasets import Dataset, load_from_disk
 
 from ecomrec import config as C
 from ecomrec import reporting
+from ecomrec.notebook import begin, finish
 from ecomrec.augment.attributes import BrandLexicon, parse_attributes
 from ecomrec.data.pairs import RELEVANT, judged_pairs
-from ecomrec.data.prepare import load_prepared
 from ecomrec.metrics import bootstrap_ci, paired_bootstrap
 from ecomrec.models import behaviour
 from ecomrec.models import retrieval as R
@@ -47,16 +46,7 @@ from ecomrec.models.encoders import load_minilm, minilm_path, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.serve.export import encode_with_onnx
 
-C.set_seeds(SEED)
-reporting.start("04_finetuning", f"{REPORT_DIR}/{PROFILE}/metrics")
-profile = C.get_profile(PROFILE)
-device = C.resolve_device(DEVICE)
-root = C.artifact_dir(ARTIFACT_DIR, PROFILE)
-out_dir = root / "finetune"
-out_dir.mkdir(parents=True, exist_ok=True)
-frames = load_prepared(ARTIFACT_DIR, PROFILE)
-notebook_start = time.perf_counter()
-print(f"profile {PROFILE}, device {device}, artifacts → {out_dir}")
+profile, device, root, out_dir, frames, notebook_start = begin("04_finetuning", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "finetune")
 
 # %% [markdown]
 # ## 1. Protocol
@@ -448,11 +438,7 @@ checks[~checks["passed"]].groupby("check").head(3)[["check", "query", "variant",
 # ## 8. Cost
 
 # %%
-wall = time.perf_counter() - notebook_start
-peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-reporting.record("search/all/notebook/seconds", wall)
-reporting.record("search/all/notebook/peak_memory_gib", peak_gib)
-print(f"wall time {wall / 60:.1f} min; peak resident memory {peak_gib:.2f} GiB")
+finish("search", notebook_start)
 
 # %% [markdown]
 # ## Exercises

@@ -28,7 +28,6 @@ COLD_MAX_INTERACTIONS = 5
 SHORT_HISTORY = 5
 
 # %%
-import resource
 import time
 
 import matplotlib.pyplot as plt
@@ -37,7 +36,7 @@ import pandas as pd
 
 from ecomrec import config as C
 from ecomrec import reporting
-from ecomrec.data.prepare import load_prepared
+from ecomrec.notebook import begin, finish
 from ecomrec.metrics import bootstrap_ci, catalog_coverage, intra_list_diversity, novelty, paired_bootstrap, popularity_bias
 from ecomrec.models.encoders import load_minilm
 from ecomrec.models.search import encode
@@ -46,15 +45,8 @@ from ecomrec.recommend.evaluate import rank_metrics, ranks_from_lists, target_ra
 from ecomrec.recommend.fusion import LearnedFusion, candidate_features
 from ecomrec.recommend.sasrec import SASRec
 
-C.set_seeds(SEED)
-reporting.start("05_hybrid_recommendation", f"{REPORT_DIR}/{PROFILE}/metrics")
-profile = C.get_profile(PROFILE)
-device = C.resolve_device(DEVICE)
-root = C.artifact_dir(ARTIFACT_DIR, PROFILE)
-frames = load_prepared(ARTIFACT_DIR, PROFILE)
-notebook_start = time.perf_counter()
+profile, device, root, _, frames, notebook_start = begin("05_hybrid_recommendation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR)
 pd.set_option("display.max_colwidth", 70)
-print(f"profile {PROFILE}, device {device}")
 
 # %% [markdown]
 # ## 1. Protocol
@@ -408,11 +400,7 @@ pd.DataFrame(rows).set_index("system").style.format({m: "{:.3f}" for m in R.SEAR
 # ## 9. Cost
 
 # %%
-wall = time.perf_counter() - notebook_start
-peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-reporting.record("rec/all/notebook/seconds", wall)
-reporting.record("rec/all/notebook/peak_memory_gib", peak_gib)
-print(f"wall time {wall / 60:.1f} min; peak resident memory {peak_gib:.2f} GiB")
+finish("rec", notebook_start)
 
 # %% [markdown]
 # ## Exercises

@@ -24,8 +24,6 @@ ALPHA = 0.05
 POWER = 0.8
 
 # %%
-import resource
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -36,28 +34,16 @@ from datasets import Dataset, load_from_disk
 from ecomrec import config as C
 from ecomrec import online as O
 from ecomrec import reporting
+from ecomrec.notebook import begin, finish
 from ecomrec.data.pairs import RELEVANT, judged_pairs
-from ecomrec.data.prepare import load_prepared
 from ecomrec.metrics import bootstrap_ci, paired_bootstrap, per_query_metrics
 from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import load_minilm, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.serve.export import encode_with_onnx
 
-C.set_seeds(SEED)
-reporting.start("06_evaluation", f"{REPORT_DIR}/{PROFILE}/metrics")
-profile = C.get_profile(PROFILE)
-device = C.resolve_device(DEVICE)
-root = C.artifact_dir(ARTIFACT_DIR, PROFILE)
-out_dir = root / "evaluation"
-out_dir.mkdir(parents=True, exist_ok=True)
-frames = load_prepared(ARTIFACT_DIR, PROFILE)
+profile, device, root, out_dir, frames, notebook_start = begin("06_evaluation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "evaluation", needs=("04_finetuning", "05_hybrid_recommendation"))
 recorded = reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")
-missing = [n for n in ("04_finetuning", "05_hybrid_recommendation") if n not in recorded]
-if missing:
-    raise FileNotFoundError(f"run {missing} for profile {PROFILE!r} first (make report PROFILE={PROFILE})")
-notebook_start = time.perf_counter()
-print(f"profile {PROFILE}, device {device}")
 
 # %% [markdown]
 # ## 1. Are the metrics right?
@@ -343,11 +329,7 @@ print(summary.read_text())
 # ## 6. Cost
 
 # %%
-wall = time.perf_counter() - notebook_start
-peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-reporting.record("eval/all/notebook/seconds", wall)
-reporting.record("eval/all/notebook/peak_memory_gib", peak_gib)
-print(f"wall time {wall / 60:.1f} min; peak resident memory {peak_gib:.2f} GiB")
+finish("eval", notebook_start)
 
 # %% [markdown]
 # ## Exercises

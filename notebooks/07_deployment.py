@@ -25,7 +25,6 @@ TARGET_RECALL = 0.95  # HNSW: the smallest ef_search whose recall@10 against exa
 CONCURRENCY = 8
 
 # %%
-import resource
 import time
 
 import matplotlib.pyplot as plt
@@ -36,11 +35,11 @@ from sentence_transformers.cross_encoder import CrossEncoder
 
 from ecomrec import config as C
 from ecomrec import reporting
-from ecomrec.data.prepare import load_prepared
+from ecomrec.notebook import begin, finish
 from ecomrec.metrics import paired_bootstrap
 from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import sentence_encoder
-from ecomrec.models.search import BM25Index, DenseIndex, encode
+from ecomrec.models.search import DenseIndex, encode
 from ecomrec.recommend.models import ItemKNN
 from ecomrec.serve import bench
 from ecomrec.serve import export as X
@@ -48,15 +47,9 @@ from ecomrec.serve.api import Service, create_app
 from ecomrec.serve.index import HNSWIndex, recall_speed_curve
 from ecomrec.serve.latency import measure_latency
 
-C.set_seeds(SEED)
-reporting.start("07_deployment", f"{REPORT_DIR}/{PROFILE}/metrics")
-profile = C.get_profile(PROFILE)
-root = C.artifact_dir(ARTIFACT_DIR, PROFILE)
-finetune, deploy = root / "finetune", root / "deploy"
-deploy.mkdir(parents=True, exist_ok=True)
-frames = load_prepared(ARTIFACT_DIR, PROFILE)
-notebook_start = time.perf_counter()
-print(f"profile {PROFILE}; {torch.get_num_threads()} CPU threads; artifacts → {deploy}")
+profile, device, root, deploy, frames, notebook_start = begin("07_deployment", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "deploy")
+finetune = root / "finetune"
+print(f"{torch.get_num_threads()} CPU threads")
 
 # %% [markdown]
 # ## 1. What we deploy
@@ -336,11 +329,7 @@ bench_table.style.format("{:,.1f}", subset=["p50_ms", "p95_ms", "p99_ms"])
 # ## 9. Cost
 
 # %%
-wall = time.perf_counter() - notebook_start
-peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-reporting.record("deploy/all/notebook/seconds", wall)
-reporting.record("deploy/all/notebook/peak_memory_gib", peak_gib)
-print(f"wall time {wall / 60:.1f} min; peak resident memory {peak_gib:.2f} GiB")
+finish("deploy", notebook_start)
 
 # %% [markdown]
 # ## Exercises

