@@ -52,7 +52,7 @@ class Profile:
     cross_steps: int = 12  # cross-encoder steps (04)
     rerank_queries: int = 20  # test queries whose top-100 the cross-encoder re-ranks (04)
     calibration_judgments: int = 500  # valid judgments that calibrate cross-encoder scores to grades (04)
-    behaviour_queries: int = 400  # test queries sampled for the behavioural checks (04)
+    behaviour_queries: int = 250  # test queries sampled for the behavioural checks (04)
     sasrec_epochs: int = 3  # SASRec training epochs (05)
     latency_calls: int = 20  # timed model calls per variant and batch size (07)
     bench_requests: int = 300  # requests of the load test run inside 07 (`make bench` sends 10,000)

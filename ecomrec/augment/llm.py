@@ -58,6 +58,9 @@ def load_smollm2(cache_dir: str | Path | None = None):
     folder = smollm2_folder()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE)
+    # the weights are plain fp32 now; drop the GGUF "quantizer" so that the model saves (and trains) as such
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
     if cache is not None:
         model.save_pretrained(cache)
         tokenizer.save_pretrained(cache)

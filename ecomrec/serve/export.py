@@ -180,17 +180,49 @@ def file_size_mb(path: str | Path) -> float:
 
 
 def encode_with_onnx(model, texts: Sequence[str], folder: str | Path, batch_size: int = 16, check: int = 256,
-                     progress: bool = False) -> np.ndarray:
+                     progress: bool = False, workers: int | None = None) -> np.ndarray:
     """Embed many texts with `model` exported to ONNX Runtime (fp32): the same numbers as PyTorch, faster
-    on a CPU (249 against 164-180 titles/s on this course's 2 cores). Checks `check` evenly spaced texts
-    against PyTorch first and raises if the minimum cosine falls below 0.9999."""
+    on a CPU. Checks `check` evenly spaced texts against PyTorch first and raises if the minimum cosine
+    falls below 0.9999.
+
+    `workers` single-threaded sessions (default: torch's thread count) embed interleaved, length-balanced
+    shards side by side; on this course's 2 cores that is 10-15 % faster than one session with two
+    threads (187 against 161-175 titles/s), since short sequences leave a two-thread session idle.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
     from ecomrec.models.search import encode
 
     texts = list(texts)
-    onnx = OnnxSentenceEncoder(export_sentence_encoder(model, Path(folder) / "model.onnx"))
+    workers = max(1, workers or torch.get_num_threads())
+    path = export_sentence_encoder(model, Path(folder) / "model.onnx")
+    sessions = [OnnxSentenceEncoder(path, threads=1 if workers > 1 else None) for _ in range(workers)]
     sample = texts[:: max(1, len(texts) // check)]
     if sample:
-        cosine = float((encode(onnx, sample) * encode(model, sample)).sum(axis=1).min())
+        cosine = float((encode(sessions[0], sample) * encode(model, sample)).sum(axis=1).min())
         if cosine < 0.9999:
             raise RuntimeError(f"ONNX Runtime embeddings differ from PyTorch's (minimum cosine {cosine:.5f})")
-    return encode(onnx, texts, batch_size=batch_size, progress=progress)
+    if not texts:
+        return np.empty((0, sessions[0].get_embedding_dimension()), np.float32)
+    by_length = np.argsort([len(t) for t in texts], kind="stable")
+    shards = [by_length[w::workers] for w in range(workers)]  # every shard gets short and long texts alike
+    chunk = 2048
+    bar = tqdm(total=len(texts), desc="encode", disable=not progress, mininterval=15)
+
+    def run(worker: int) -> np.ndarray:
+        shard = shards[worker]
+        parts = []
+        for start in range(0, len(shard), chunk):
+            parts.append(sessions[worker].encode([texts[i] for i in shard[start:start + chunk]], batch_size=batch_size))
+            bar.update(len(parts[-1]))
+        return np.concatenate(parts) if parts else np.empty((0, sessions[worker].get_embedding_dimension()), np.float32)
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(run, range(workers)))
+    bar.close()
+    out = np.empty((len(texts), results[0].shape[1]), np.float32)
+    for shard, result in zip(shards, results):
+        out[shard] = result
+    return out

@@ -89,3 +89,12 @@ def test_recall_at_k_by_hand():
 def test_encode_with_onnx_equals_pytorch(minilm, tmp_path):
     out = X.encode_with_onnx(minilm, TEXTS * 3, tmp_path / "catalogue", batch_size=4, check=5)
     assert out.shape == (len(TEXTS) * 3, 384) and cosines(out, encode(minilm, TEXTS * 3)).min() > 0.9999
+
+
+def test_encode_with_onnx_workers_keep_the_order(minilm, tmp_path):
+    texts = [f"{t} {i}" for i, t in enumerate(TEXTS * 4)]  # distinct texts: a swapped row would show
+    one = X.encode_with_onnx(minilm, texts, tmp_path / "one", batch_size=3, check=4, workers=1)
+    two = X.encode_with_onnx(minilm, texts, tmp_path / "two", batch_size=3, check=4, workers=2)
+    assert np.allclose(one, two, atol=1e-5)
+    assert cosines(two, encode(minilm, texts)).min() > 0.9999
+    assert X.encode_with_onnx(minilm, [], tmp_path / "none", workers=2).shape == (0, 384)
