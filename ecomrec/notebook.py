@@ -57,10 +57,10 @@ def peak_memory_gib() -> float:
     return peak / (2**30 if sys.platform == "darwin" else 2**20)
 
 
-def finish(task: str, start: float) -> tuple[float, float]:
-    """Record `<task>/all/notebook/seconds` and `.../peak_memory_gib`, print them, return (seconds, GiB)."""
+def finish(task: str, start: float) -> None:
+    """Record `<task>/all/notebook/seconds` and `.../peak_memory_gib` and print them (the notebook's last
+    code cell before its recorded results; returns nothing, so the cell shows only the printed line)."""
     wall, peak = time.perf_counter() - start, peak_memory_gib()
     reporting.record(f"{task}/all/notebook/seconds", wall)
     reporting.record(f"{task}/all/notebook/peak_memory_gib", peak)
     print(f"wall time {wall / 60:.1f} min; peak resident memory {peak:.2f} GiB")
-    return wall, peak

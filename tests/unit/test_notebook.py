@@ -22,8 +22,7 @@ def test_begin_without_prepared_data_says_what_to_run(tmp_path):
 
 def test_finish_records_wall_time_and_peak_memory(tmp_path):
     path = reporting.start("07_deployment", tmp_path)
-    seconds, peak = notebook.finish("deploy", time.perf_counter() - 2.0)
+    assert notebook.finish("deploy", time.perf_counter() - 2.0) is None  # nothing echoed under the cell
     recorded = json.loads(path.read_text())
-    assert recorded["deploy/all/notebook/seconds"] == pytest.approx(seconds) and seconds >= 2.0
-    assert recorded["deploy/all/notebook/peak_memory_gib"] == pytest.approx(peak)
-    assert 0.01 < peak < 64  # GiB: this test process, whatever the platform's ru_maxrss unit
+    assert 2.0 <= recorded["deploy/all/notebook/seconds"] < 60
+    assert 0.01 < recorded["deploy/all/notebook/peak_memory_gib"] < 64  # GiB, whatever ru_maxrss's unit
