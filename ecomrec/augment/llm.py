@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -148,14 +147,14 @@ def add_causal_lora(model, rank: int = 8, alpha: int = 16, dropout: float = 0.05
 
 def train_query_lora(model, tokenizer, titles: Sequence[str], queries: Sequence[str], out_dir: str | Path,
                      max_steps: int, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = 42,
-                     device: str = "cpu", logging_steps: int = 2) -> tuple[object, pd.DataFrame, float]:
+                     device: str = "cpu", logging_steps: int = 2):
     """LoRA fine-tuning (transformers Trainer) of a chat model on (title → query) pairs.
 
-    Returns (model with the adapters merged, loss history, seconds).
+    Returns (model with the adapters merged, the run's `FitResult`: loss curve, seconds, samples/s, parameters).
     """
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from ecomrec.models.retrieval import _quiet
+    from ecomrec.models.retrieval import _fit
 
     data = query_pair_dataset(tokenizer, titles, queries)
     args = TrainingArguments(output_dir=str(out_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
@@ -163,10 +162,6 @@ def train_query_lora(model, tokenizer, titles: Sequence[str], queries: Sequence[
                              logging_steps=logging_steps, save_strategy="no", eval_strategy="no", report_to=[],
                              seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0)
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
-    trainer = _quiet(Trainer(model=model, args=args, train_dataset=data, data_collator=collator))
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    history = pd.DataFrame([r for r in trainer.state.log_history if "loss" in r], columns=["step", "loss"])
+    fit = _fit(Trainer(model=model, args=args, train_dataset=data, data_collator=collator), model)
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-    return merged.eval(), history.reset_index(drop=True), seconds
+    return merged.eval(), fit

@@ -53,8 +53,9 @@ def test_a_lora_step_on_four_examples_lowers_the_loss(smollm2, tmp_path):
     adapted = llm.add_causal_lora(copy.deepcopy(model), rank=4)
     trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
     assert 0 < trainable < 0.01 * sum(p.numel() for p in adapted.parameters())
-    merged, history, _ = llm.train_query_lora(adapted, tokenizer, TITLES, QUERIES, tmp_path, max_steps=4,
-                                              batch_size=4, learning_rate=2e-3, logging_steps=1)
+    merged, fit = llm.train_query_lora(adapted, tokenizer, TITLES, QUERIES, tmp_path, max_steps=4,
+                                       batch_size=4, learning_rate=2e-3, logging_steps=1)
+    history = fit.history
     assert len(history) == 4
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     assert not any("lora" in name for name, _ in merged.named_parameters())
