@@ -50,6 +50,32 @@ def test_onnx_cross_encoder_matches_pytorch(tmp_path):
     reference = cross.predict(pairs, show_progress_bar=False)
     onnx = X.OnnxCrossEncoder(X.export_cross_encoder(cross, tmp_path / "cross" / "model.onnx"))
     assert np.abs(onnx.predict(pairs, batch_size=4) - reference).max() < 1e-4
+    many = [(f"{a} {i}", b) for i, (a, b) in enumerate(pairs * 3)]  # distinct pairs: a swapped row would show
+    parallel = X.ParallelOnnxCrossEncoder(cross, tmp_path / "parallel", check_pairs=pairs[:3], workers=2)
+    assert np.abs(parallel.predict(many, batch_size=3) - cross.predict(many, show_progress_bar=False)).max() < 1e-4
+    assert parallel.predict([]).shape == (0,)
+
+
+def test_parallel_cross_encoder_refuses_a_different_model(tmp_path, monkeypatch):
+    import copy
+
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from ecomrec.models.encoders import minilm_path
+
+    cross = CrossEncoder(str(minilm_path()), num_labels=1, max_length=64, device="cpu")
+    export = X.export_cross_encoder
+
+    def export_another(model, path):  # the exported graph no longer is the model being checked
+        other = copy.deepcopy(model)
+        with torch.no_grad():
+            other.model.classifier.bias += 1.0
+        return export(other, path)
+
+    monkeypatch.setattr(X, "export_cross_encoder", export_another)
+    with pytest.raises(RuntimeError, match="differ"):
+        X.ParallelOnnxCrossEncoder(cross, tmp_path / "p", check_pairs=[(TEXTS[0], TEXTS[1]), (TEXTS[2], TEXTS[3])])
 
 
 def test_export_rejects_other_pooling(tmp_path):
