@@ -207,6 +207,15 @@ from_04 = pd.DataFrame([
 ]).set_index("row")
 from_04.style.format("{:.3f}")
 
+# %%
+fig, ax = plt.subplots(figsize=(9, 2.8))
+ax.barh(from_04.index, from_04["ndcg@10"], xerr=[from_04["ndcg@10"] - from_04["low"], from_04["high"] - from_04["ndcg@10"]],
+        color=["tab:gray" if "none" in row or "full" in row else "tab:blue" for row in from_04.index])
+ax.axvline(from_04.loc["pretraining: none (packaged MiniLM)", "ndcg@10"], color="black", lw=0.8, ls="--")
+ax.set(title="Pretraining and LoRA (04, same step budget)", xlabel="test NDCG@10 (95 % bootstrap CI)")
+plt.tight_layout()
+plt.show()
+
 # %% [markdown]
 # ## 3. Recommendation ablations, from `05`'s recorded results
 
