@@ -59,3 +59,13 @@ def test_a_lora_step_on_four_examples_lowers_the_loss(smollm2, tmp_path):
     assert len(history) == 4
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_description_writer_writes_one_seeded_sentence_per_product(smollm2):
+    model, tokenizer, _ = smollm2
+    writer = llm.ChatDescriptionWriter(model, tokenizer, name="smollm2-description", batch_size=4, seed=3)
+    assert "one sentence" in writer.prompt_template and "{title}" in writer.prompt_template
+    first = writer.generate(TITLES[:2], k=1)
+    assert first == writer.generate(TITLES[:2], k=1)
+    sentences = [s for out in first for s in out]
+    assert sentences and all(0 < len(s.split()) <= 40 for s in sentences)
