@@ -81,8 +81,8 @@ def nearest_real_cosine(encoder, queries: Sequence[str], references: Sequence[Se
     distinct_refs = sorted({str(r) for refs in references for r in refs})
     row_of = {r: i for i, r in enumerate(distinct_refs)}
     unique_queries, inverse = np.unique(np.asarray([str(q) for q in queries], dtype=object), return_inverse=True)
-    q = encode(encoder, list(unique_queries), batch_size=batch_size)[inverse] if len(queries) else np.empty((0, 1))
-    r = encode(encoder, distinct_refs, batch_size=batch_size) if distinct_refs else np.empty((0, 1))
+    q = encode(encoder, list(unique_queries), batch_size=batch_size)[inverse]
+    r = encode(encoder, distinct_refs, batch_size=batch_size)
     return np.array([float((r[[row_of[str(x)] for x in refs]] @ q[i]).max()) for i, refs in enumerate(references)])
 
 

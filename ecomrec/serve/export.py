@@ -179,6 +179,13 @@ def file_size_mb(path: str | Path) -> float:
     return sum(p.stat().st_size for p in files) / 1e6
 
 
+def _sessions(kind: type, path: Path, workers: int | None) -> list:
+    """`workers` sessions of one ONNX model (default: torch's thread count): single-threaded when they will
+    run side by side, else one session with all threads."""
+    workers = max(1, workers or torch.get_num_threads())
+    return [kind(path, threads=1 if workers > 1 else None) for _ in range(workers)]
+
+
 def _sharded(sessions: list, items: list, lengths: Sequence[int], call, progress: str | None = None) -> np.ndarray:
     """Run `call(session, part)` for interleaved, length-balanced shards of `items`, one thread per session,
     and put the results back in the order of `items`."""
@@ -221,9 +228,7 @@ def encode_with_onnx(model, texts: Sequence[str], folder: str | Path, batch_size
     from ecomrec.models.search import encode
 
     texts = list(texts)
-    workers = max(1, workers or torch.get_num_threads())
-    path = export_sentence_encoder(model, Path(folder) / "model.onnx")
-    sessions = [OnnxSentenceEncoder(path, threads=1 if workers > 1 else None) for _ in range(workers)]
+    sessions = _sessions(OnnxSentenceEncoder, export_sentence_encoder(model, Path(folder) / "model.onnx"), workers)
     sample = texts[:: max(1, len(texts) // check)] if check > 0 else []
     if sample:
         cosine = float((encode(sessions[0], sample) * encode(model, sample)).sum(axis=1).min())
@@ -244,9 +249,7 @@ class ParallelOnnxCrossEncoder:
 
     def __init__(self, cross_encoder, folder: str | Path, check_pairs: Sequence[tuple[str, str]] = (),
                  workers: int | None = None):
-        workers = max(1, workers or torch.get_num_threads())
-        path = export_cross_encoder(cross_encoder, Path(folder) / "model.onnx")
-        self.sessions = [OnnxCrossEncoder(path, threads=1 if workers > 1 else None) for _ in range(workers)]
+        self.sessions = _sessions(OnnxCrossEncoder, export_cross_encoder(cross_encoder, Path(folder) / "model.onnx"), workers)
         check_pairs = [tuple(p) for p in check_pairs]
         if check_pairs:
             reference = np.asarray(cross_encoder.predict(check_pairs, show_progress_bar=False), dtype=np.float32)

@@ -93,3 +93,7 @@ def test_quality_table_one_row_per_generator():
     assert 0 < table.loc["a", "cosine to nearest real"] <= 1
     with pytest.raises(KeyError, match="generator"):
         Q.quality_table(generated.drop(columns="generator"), {1: ["x"]})
+
+
+def test_nearest_real_cosine_of_no_queries_is_empty():
+    assert Q.nearest_real_cosine(BagOfLetters(), [], []).shape == (0,)
