@@ -30,6 +30,9 @@ DESCRIPTION_INSTRUCTION = ("Write one sentence that describes this product for a
                            "Reply with the sentence only.\nProduct: {title}")
 _LABEL = re.compile(r"^\s*(search\s+)?query\s*[:\-]\s*", re.IGNORECASE)
 _QUOTES = "\"'“”‘’`"
+# unit and catalogue abbreviations whose period does not end a sentence ("3 in. Star Flat Head")
+_ABBREVIATIONS = {"in", "ft", "lb", "lbs", "oz", "gal", "qt", "pt", "yd", "sq", "cu", "no", "pk", "ct", "dia",
+                  "approx", "mm", "cm", "sch", "vol", "fl", "pc", "pcs", "st", "mr", "dr", "vs", "etc"}
 
 
 def smollm2_folder() -> Path:
@@ -79,13 +82,17 @@ def parse_query(text: str, max_words: int = 10) -> str:
 
 def parse_sentence(text: str, max_words: int = 40) -> str:
     """One catalogue sentence out of a chat model's reply: first non-empty line, no label or quotes, cut after
-    its first sentence (., ! or ? before a capital letter or the end) and at `max_words` words."""
+    its first sentence (., ! or ? before a capital letter or the end, not after a unit abbreviation such as
+    'in.' or 'lb.') and at `max_words` words."""
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
     line = re.sub(r"^\s*(description|sentence)\s*[:\-]\s*", "", line, flags=re.IGNORECASE)
     line = " ".join(line.strip().strip(_QUOTES).split())
-    end = re.search(r"[.!?](?=\s+[A-Z]|\s*$)", line)  # not 'in. paper' (an abbreviation) nor '8.5'
-    if end:
+    for end in re.finditer(r"[.!?](?=\s+[A-Z]|\s*$)", line):  # not 'in. paper' nor '8.5'
+        before = re.search(r"(\w+)$", line[:end.start()])
+        if end.group() == "." and before and before.group(1).lower() in _ABBREVIATIONS and end.end() < len(line):
+            continue
         line = line[:end.end()]
+        break
     return " ".join(line.split()[:max_words])
 
 

@@ -76,6 +76,9 @@ def test_missing_package_names_the_install_command(monkeypatch):
     ("A sturdy stapler for the office. It holds 200 staples.", "A sturdy stapler for the office."),
     ('Description: "Blue ballpoint pens, pack of 12."\nMore text', "Blue ballpoint pens, pack of 12."),
     ("Holds 8.5 x 11 in. paper. Great value!", "Holds 8.5 x 11 in. paper."),  # 'in.' before a lower-case word
+    ("Deck Mate #10 x 3 in. Star Flat Head Screws hold decks. Buy now.", "Deck Mate #10 x 3 in. Star Flat Head Screws hold decks."),
+    ("A 5 Gal. Bucket is sold here.", "A 5 Gal. Bucket is sold here."),  # a unit before a capital
+    ("Fits a 2 in.", "Fits a 2 in."),  # a unit's period at the very end still ends it
     ("\n  Bright   white copy paper  ", "Bright white copy paper"),
     (" ".join(["word"] * 50), " ".join(["word"] * 40)),
     ("", ""),
