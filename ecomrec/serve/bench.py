@@ -5,6 +5,11 @@ sends a fixed number of requests with a fixed concurrency: real test-split searc
 and items, and a share of deliberately bad requests (which must get a 4xx). Prints and records per
 endpoint the latency p50/p95/p99 (ms, client-side, so queueing is included), requests/s and the count
 of responses by status class. Exits non-zero if any response is a 5xx or a connection fails.
+
+It also measures the CPU time the server and the load generator spend per request. In a closed loop
+(a new request as soon as one returns) with `concurrency` requests in flight on `cores` cores, Little's
+law bounds the mean latency from below: mean ≥ concurrency × CPU per request / cores. That floor says
+how far a latency goal is from what the hardware can give, before any queueing noise.
 """
 
 from __future__ import annotations
@@ -92,6 +97,19 @@ def summarise(log: pd.DataFrame, seconds: float) -> pd.DataFrame:
     return table
 
 
+def latency_floor_ms(concurrency: int, cpu_ms_per_request: float, cores: int) -> float:
+    """Little's law for a closed loop: the least mean latency (ms) with `concurrency` requests in flight
+    when each costs `cpu_ms_per_request` of CPU time and `cores` cores serve them all."""
+    if concurrency < 1 or cores < 1 or cpu_ms_per_request < 0:
+        raise ValueError("concurrency and cores must be positive and the CPU time not negative")
+    return concurrency * cpu_ms_per_request / cores
+
+
+def _cpu_seconds(process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,8 +118,10 @@ def _free_port() -> int:
 
 def run(profile: str, artifact_dir: str, requests: int, concurrency: int, encoder: str,
         seed: int = C.SEED, startup_timeout: float = 180.0) -> pd.DataFrame:
-    """Start the server, run the load test, stop the server; returns `summarise`'s table."""
+    """Start the server, run the load test, stop the server; returns `summarise`'s table, whose "all" row
+    also holds the server's and this client's CPU ms per request and the Little's-law latency floor."""
     import httpx
+    import psutil
 
     from ecomrec.data.prepare import load_prepared
 
@@ -125,13 +145,26 @@ def run(profile: str, artifact_dir: str, requests: int, concurrency: int, encode
                 raise TimeoutError(f"the server was not healthy within {startup_timeout:.0f} s")
             time.sleep(0.5)
         _run_async(_fire(base_url, plan[: min(200, len(plan))], concurrency))  # warm-up, not counted
+        server_process, client_process = psutil.Process(server.pid), psutil.Process()
+        server_cpu, client_cpu = _cpu_seconds(server_process), _cpu_seconds(client_process)
         start = time.perf_counter()
         log = _run_async(_fire(base_url, plan, concurrency))
         seconds = time.perf_counter() - start
+        server_cpu = _cpu_seconds(server_process) - server_cpu
+        client_cpu = _cpu_seconds(client_process) - client_cpu
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return summarise(log, seconds)
+    table = summarise(log, seconds)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_request = {"server_cpu_ms_per_request": 1000 * server_cpu / len(plan),
+                   "client_cpu_ms_per_request": 1000 * client_cpu / len(plan)}
+    for column, value in per_request.items():
+        table.loc["all", column] = value
+    table.loc["all", "cores"] = cores
+    table.loc["all", "mean_ms"] = log["ms"].mean()
+    table.loc["all", "latency_floor_ms"] = latency_floor_ms(concurrency, sum(per_request.values()), cores)
+    return table
 
 
 def _run_async(coroutine):
@@ -167,7 +200,12 @@ def main(argv: list[str] | None = None) -> None:
         print(table)
     bad = int(table.loc["all", "5xx"] + table.loc["all", "failed"])
     search_p95 = table.loc["search", "p95_ms"] if "search" in table.index else float("nan")
+    every = table.loc["all"]
     print(f"search p95 {search_p95:.1f} ms (goal ≤ 30 ms on 2 CPU cores); 5xx or failed: {bad}")
+    print(f"CPU per request: server {every['server_cpu_ms_per_request']:.1f} ms + load generator "
+          f"{every['client_cpu_ms_per_request']:.1f} ms on {int(every['cores'])} cores → with {args.concurrency} in flight "
+          f"the mean latency cannot be below {every['latency_floor_ms']:.1f} ms (Little's law); measured mean "
+          f"{every['mean_ms']:.1f} ms")
     if bad:
         sys.exit(1)
 

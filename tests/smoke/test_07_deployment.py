@@ -37,6 +37,9 @@ def test_service_load_test_has_no_server_errors(metrics):
     assert metrics["deploy/bench/all/5xx"] == 0 and metrics["deploy/bench/all/failed"] == 0
     assert metrics["deploy/bench/bad_request/4xx"] == metrics["deploy/bench/bad_request/requests"] > 0
     assert metrics["deploy/bench/search/2xx"] == metrics["deploy/bench/search/requests"]
+    assert metrics["deploy/bench/all/server_cpu_ms_per_request"] > 0
+    floor = metrics["deploy/bench/all/latency_floor_ms"]
+    assert floor > 0 and metrics["deploy/bench/all/mean_ms"] >= 0.5 * floor  # a mean far below the floor = a wrong CPU count
 
 
 def test_online_update_changes_recommendations(metrics):

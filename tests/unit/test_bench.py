@@ -34,6 +34,14 @@ def test_summarise_by_hand():
     assert np.isclose(table.loc["search", "p99_ms"], np.quantile([1, 2, 3, 4], 0.99))
 
 
+def test_latency_floor_is_littles_law():
+    # 8 in flight, 7.5 ms of CPU each, 2 cores: 2 cores finish one request per 3.75 ms, so each waits 30 ms
+    assert bench.latency_floor_ms(8, 7.5, 2) == 30.0
+    assert bench.latency_floor_ms(16, 5.0, 4) == 20.0
+    with pytest.raises(ValueError):
+        bench.latency_floor_ms(0, 5.0, 2)
+
+
 def test_measure_latency_counts_calls_and_orders_percentiles():
     import time
 
