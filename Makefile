@@ -20,7 +20,7 @@ KERNEL      ?= $(if $(ENV_STAMP),ecomrec,python3)
 
 REPORT      := $(REPORT_ROOT)/$(PROFILE)
 BUILD       := $(REPORT_ROOT)/.build
-NOTEBOOKS   := $(sort $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.py))))
+NOTEBOOKS   := $(sort $(basename $(notdir $(wildcard notebooks/[0-9][0-9]*_*.py))))
 HTML        := $(NOTEBOOKS:%=$(REPORT)/%.html)
 
 .PHONY: help env report data lab test serve bench clean distclean
@@ -74,9 +74,10 @@ $(REPORT)/%.html: notebooks/%.py ecomrec/*.py ecomrec/*/*.py $(ENV_STAMP)
 $(REPORT)/02_augmentation.html: $(REPORT)/01_data.html
 $(REPORT)/03_pretraining.html: $(REPORT)/02_augmentation.html
 $(REPORT)/04_finetuning.html: $(REPORT)/03_pretraining.html
+$(REPORT)/04b_llm_synthesis.html: $(REPORT)/02_augmentation.html
 $(REPORT)/05_hybrid_recommendation.html: $(REPORT)/04_finetuning.html
 $(REPORT)/07_deployment.html: $(REPORT)/04_finetuning.html
-$(REPORT)/06_evaluation.html: $(REPORT)/05_hybrid_recommendation.html $(REPORT)/07_deployment.html
+$(REPORT)/06_evaluation.html: $(REPORT)/04b_llm_synthesis.html $(REPORT)/05_hybrid_recommendation.html $(REPORT)/07_deployment.html
 
 serve: $(ENV_STAMP)
 	ECOMREC_PROFILE=$(PROFILE) ECOMREC_ARTIFACT_DIR=$(ARTIFACT_DIR) ECOMREC_ENCODER=$(ENCODER) \

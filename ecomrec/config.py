@@ -56,6 +56,10 @@ class Profile:
     sasrec_epochs: int = 3  # SASRec training epochs (05)
     latency_calls: int = 20  # timed model calls per variant and batch size (07)
     bench_requests: int = 300  # requests of the load test run inside 07 (`make bench` sends 10,000)
+    llm_lora_steps: int = 6  # SmolLM2 LoRA query-writer steps of batch 16 (04b)
+    llm_quality_products: int = 16  # test products whose generated queries are judged against real ones (04b)
+    llm_products: int | None = 40  # Home Depot products the SmolLM2 LoRA writer covers on a CPU; None = all (04b)
+    llm_office_items: int | None = 24  # Office items given SmolLM2 queries and a description; None = all (04b)
 
 
 PROFILES: dict[str, Profile] = {
@@ -65,7 +69,8 @@ PROFILES: dict[str, Profile] = {
                     rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
                     mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
                     biencoder_steps=40, cross_steps=120, rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=30,
-                    latency_calls=300, bench_requests=2_000),
+                    latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
+                    llm_products=5_000, llm_office_items=800),
 }
 
 

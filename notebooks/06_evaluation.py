@@ -42,7 +42,7 @@ from ecomrec.models.encoders import load_minilm, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.serve.export import encode_with_onnx
 
-profile, device, root, out_dir, frames, notebook_start = begin("06_evaluation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "evaluation", needs=("04_finetuning", "05_hybrid_recommendation"))
+profile, device, root, out_dir, frames, notebook_start = begin("06_evaluation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "evaluation", needs=("04_finetuning", "04b_llm_synthesis", "05_hybrid_recommendation"))
 recorded = reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")
 
 # %% [markdown]
@@ -217,6 +217,35 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ### Training data written by a pretrained LLM, from `04b`'s recorded results
+#
+# `04b` trained `04`'s bi-encoder on the same number of pairs and steps from each source — real train
+# pairs, `02`'s templates, `02`'s from-scratch model, SmolLM2-LoRA queries, half real and half SmolLM2 —
+# and compared each with the real-only row by a paired bootstrap over the same test queries.
+
+# %%
+r04b = recorded["04b_llm_synthesis"]
+llm_rows = {"real pairs only": "real", "templates (02)": "templates_filtered", "from-scratch model (02)": "scratch_model_filtered",
+            "SmolLM2 LoRA": "SmolLM2_LoRA_filtered", "real + SmolLM2": "real_plus_SmolLM2"}
+llm_table = pd.DataFrame({label: {"NDCG@10": r04b[f"llm/test/{key}/ndcg@10"], "low": r04b[f"llm/test/{key}/ndcg@10_ci_low"],
+                                  "high": r04b[f"llm/test/{key}/ndcg@10_ci_high"],
+                                  "Δ": r04b.get(f"llm/test/{key}/ndcg@10_delta_diff", np.nan),
+                                  "Δ low": r04b.get(f"llm/test/{key}/ndcg@10_delta_low", np.nan),
+                                  "Δ high": r04b.get(f"llm/test/{key}/ndcg@10_delta_high", np.nan)}
+                          for label, key in llm_rows.items()}).T
+fig, ax = plt.subplots(figsize=(8, 3.0))
+ax.errorbar(llm_table["NDCG@10"], range(len(llm_table)), xerr=[llm_table["NDCG@10"] - llm_table["low"],
+                                                             llm_table["high"] - llm_table["NDCG@10"]], fmt="o", capsize=4)
+ax.set_yticks(range(len(llm_table)), llm_table.index)
+ax.invert_yaxis()
+ax.axvline(llm_table.loc["real pairs only", "NDCG@10"], color="grey", ls="--", lw=1)
+ax.set(xlabel="test NDCG@10 (95 % bootstrap CI)",
+       title=f"Equal budget ({int(r04b['llm/train/equal_budget/pairs_per_row']):,} pairs per row, 04b)")
+plt.tight_layout()
+plt.show()
+llm_table.style.format("{:.3f}")
+
+# %% [markdown]
 # ## 3. Recommendation ablations, from `05`'s recorded results
 
 # %%
@@ -316,6 +345,18 @@ for key, value in sorted(search_rows, key=lambda kv: kv[1]):
 lines += ["", "Ablations against real pairs with in-batch negatives only (paired Δ NDCG@10, 95% CI):", ""]
 for name, row in ablation.dropna(subset=["Δ"]).iterrows():
     lines.append(f"- {name}: {row['Δ']:+.3f} [{row['Δ low']:+.3f}, {row['Δ high']:+.3f}] — {verdict(row['Δ low'], row['Δ high'])}")
+lines += ["", f"Training data from a pretrained LLM (SmolLM2-135M-Instruct, 04b): the same "
+          f"{int(r04b['llm/train/equal_budget/pairs_per_row']):,} pairs and steps per row; paired Δ NDCG@10 against "
+          "real pairs only (95% CI):", ""]
+for label, row in llm_table.dropna(subset=["Δ"]).iterrows():
+    lines.append(f"- {label}: {row['NDCG@10']:.3f}, Δ {row['Δ']:+.3f} [{row['Δ low']:+.3f}, {row['Δ high']:+.3f}] — "
+                 f"{verdict(row['Δ low'], row['Δ high'])}")
+doc2query = [(key.split("/")[2], value) for key, value in r04b.items()
+             if key.startswith("llm/test_bm25/") and key.endswith("/ndcg@10_delta_diff")]
+lines += ["", "doc2query for BM25 (titles + kept synthetic queries vs titles only, all test queries):", ""]
+for key, value in doc2query:
+    low, high = r04b[f"llm/test_bm25/{key}/ndcg@10_delta_low"], r04b[f"llm/test_bm25/{key}/ndcg@10_delta_high"]
+    lines.append(f"- {key.replace('_plus_', ' + ').replace('_', ' ')}: Δ {value:+.3f} [{low:+.3f}, {high:+.3f}] — {verdict(low, high)}")
 lines += ["", f"Recommendation ({int(r05['rec/test/protocol/users']):,} users, leave-one-out, NDCG@10):", "",
           "| model | NDCG@10 | 95% CI |", "|---|---|---|"]
 for label, row in rec_table.iterrows():

@@ -30,3 +30,12 @@ def test_online_section(metrics, smoke_dirs):
     assert -0.5 <= metrics["eval/test/online/interleaving_preference_for_dense"] <= 0.5
     summary = (smoke_dirs["reports"] / "smoke" / "summary.md").read_text()
     assert "Ablations" in summary and "users per arm" in summary
+
+
+def test_summary_carries_the_llm_equal_budget_rows(metrics, smoke_dirs):
+    summary = (smoke_dirs["reports"] / "smoke" / "summary.md").read_text()
+    assert "pretrained LLM (SmolLM2-135M-Instruct, 04b)" in summary
+    for label in ("templates (02)", "SmolLM2 LoRA", "real + SmolLM2"):
+        line = next(ln for ln in summary.splitlines() if ln.startswith(f"- {label}:"))
+        assert any(word in line for word in ("helped", "hurt", "no detectable difference")), line
+    assert "doc2query for BM25" in summary

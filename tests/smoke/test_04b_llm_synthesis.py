@@ -1,0 +1,52 @@
+import pytest
+
+from ecomrec.config import PROFILES
+
+pytestmark = pytest.mark.smoke
+WRITERS = ("templates", "scratch_model_02", "SmolLM2_zero-shot", "SmolLM2_few-shot", "SmolLM2_LoRA", "SmolLM2_LoRA_int8")
+ROWS = ("real", "templates_filtered", "scratch_model_filtered", "SmolLM2_LoRA_filtered", "real_plus_SmolLM2")
+
+
+@pytest.fixture(scope="module")
+def metrics(run_notebook, real_data_dir):
+    return run_notebook("04b_llm_synthesis")
+
+
+def test_the_packaged_model_loads_and_the_lora_loss_falls(metrics):
+    assert 130e6 < metrics["llm/all/smollm2/parameters"] < 140e6
+    assert metrics["llm/train/lora/loss_last"] < metrics["llm/train/lora/loss_first"]
+    assert 0 < metrics["llm/train/lora/trainable_parameters"] < 0.01 * metrics["llm/all/smollm2/parameters"]
+
+
+def test_every_writer_is_judged_against_real_queries(metrics):
+    for writer in WRITERS:
+        for column in ("chrF", "cosine_to_nearest_real", "distinct-2", "copies_title", "invented_number", "kept_by_filter"):
+            value = metrics[f"llm/test/{writer}/{column}"]
+            assert (0 <= value <= 100) if column == "chrF" else (0 <= value <= 1 + 1e-6), (writer, column, value)
+        assert metrics[f"llm/test/{writer}/products_s"] > 0
+        assert 0 < metrics[f"llm/test/{writer}/queries"] <= 2 * PROFILES["smoke"].llm_quality_products
+
+
+def test_equal_budget_rows_have_intervals_and_a_paired_delta(metrics):
+    assert metrics["llm/train/equal_budget/pairs_per_row"] >= 1
+    for row in ROWS:
+        for metric in ("ndcg@10", "recall@100"):
+            value = metrics[f"llm/test/{row}/{metric}"]
+            assert metrics[f"llm/test/{row}/{metric}_ci_low"] <= value <= metrics[f"llm/test/{row}/{metric}_ci_high"]
+        if row != "real":
+            delta = metrics[f"llm/test/{row}/ndcg@10_delta_diff"]
+            assert metrics[f"llm/test/{row}/ndcg@10_delta_low"] <= delta <= metrics[f"llm/test/{row}/ndcg@10_delta_high"]
+            assert delta == pytest.approx(metrics[f"llm/test/{row}/ndcg@10"] - metrics["llm/test/real/ndcg@10"], abs=1e-9)
+
+
+def test_scale_generation_doc2query_and_office_rows_are_recorded(metrics):
+    assert metrics["llm/all/SmolLM2_LoRA/products"] == min(PROFILES["smoke"].llm_products, metrics["llm/all/untrained/products"])
+    assert 0 <= metrics["llm/all/SmolLM2_LoRA/keep_rate"] <= 1
+    assert metrics["llm/all/office_items"] == PROFILES["smoke"].llm_office_items
+    for what in ("queries", "descriptions"):
+        assert metrics[f"llm/all/office_{what}/products_per_second"] > 0
+    for row in ("title_only", "title_plus_SmolLM2_LoRA_queries", "title_plus_templates_queries"):
+        assert 0 <= metrics[f"llm/test_bm25/{row}/ndcg@10"] <= 1
+    for row in ("content", "content_plus_SmolLM2_queries", "content_plus_SmolLM2_description", "content_plus_both"):
+        assert 0 <= metrics[f"llm/test/office_{row}/ndcg@10"] <= 1
+    assert metrics["llm/all/smollm2/minutes"] > 0
