@@ -48,7 +48,7 @@ from ecomrec.augment import quality as Q
 from ecomrec.augment.attributes import BrandLexicon
 from ecomrec.augment.filters import explode_generated, filter_queries
 from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator
-from ecomrec.data.pairs import RELEVANT, judged_pairs
+from ecomrec.data.pairs import RELEVANT, judged_pairs, office_item_text
 from ecomrec.metrics import bootstrap_ci, paired_bootstrap
 from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import load_minilm
@@ -287,8 +287,7 @@ described = items.assign(sentence=first_sentence)[first_sentence.str.split().str
 description_examples = list(described.sample(2, random_state=SEED)[[C.COL_TITLE, "sentence"]].itertuples(index=False, name=None))
 describer = llm.ChatDescriptionWriter(base, tokenizer, name="smollm2-description", examples=description_examples, seed=SEED,
                                       device=device, batch_size=GEN_BATCH)
-office_text = (office[C.COL_TITLE].fillna("") + " | " + office["brand"].fillna("") + " | "
-               + office["category"].fillna("").str.split(" > ").str[-1]).str.strip(" |")
+office_text = office_item_text(office)  # title | brand | leaf category, no empty " |  | " for brandless items
 start = time.perf_counter()
 office_queries = writers["SmolLM2 LoRA"].generate(office_text.tolist(), QUERIES_PER_PRODUCT, progress=True)
 llm_seconds["Office items, queries"] = time.perf_counter() - start
