@@ -70,7 +70,7 @@ PROFILES: dict[str, Profile] = {
                     mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
                     biencoder_steps=40, cross_steps=120, rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=30,
                     latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
-                    llm_products=5_000, llm_office_items=800),
+                    llm_products=5_000, llm_office_items=None),
 }
 
 

@@ -124,12 +124,12 @@ class LMQueryGenerator:
         bar = tqdm(starts, desc=f"generate[{self.name}]", disable=not progress, mininterval=15)
         for batch_index, start in enumerate(bar):
             batch = [self.prompt_template.format(title=t) for t in titles[start:start + self.batch_size]]
-            enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
-                                 max_length=self.max_prompt_length).to(self.device)
             torch.manual_seed(self.seed + batch_index)  # same seed → same queries, batch by batch
             if self.decoding == "sample":
-                new_tokens = self._sample(enc["input_ids"], enc["attention_mask"], n_return)
+                new_tokens = self._sample(batch, n_return)
             else:
+                enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True,
+                                     max_length=self.max_prompt_length).to(self.device)
                 tokens = self.model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                                              max_new_tokens=self.max_new_tokens, num_return_sequences=n_return,
                                              num_beams=max(k, 2), do_sample=False, no_repeat_ngram_size=2,
@@ -141,40 +141,76 @@ class LMQueryGenerator:
                 out.append(distinct([self.clean(t) for t in texts[i * n_return:(i + 1) * n_return]], k))
         return out
 
-    def _sample(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_return: int) -> torch.Tensor:
-        """`n_return` sampled continuations per prompt; the prompt is encoded once and its states repeated.
+    def _prefill_causal(self, prompts: list[str]):
+        """Encode a batch of decoder-only prompts; returns (last-position logits, cache, attention mask, positions).
+
+        Prompts built from one template share their first tokens (a chat model's system turn, the
+        instruction, few-shot examples): that shared prefix is encoded once, at batch size 1, and its cache
+        repeated; only each prompt's own tail (the title and what follows) is encoded per row. The tails are
+        padded on their left, so the padding sits between prefix and tail, masked out, with positions that
+        skip it. Only the last position's logits are computed (the vocabulary projection over every prompt
+        token would cost more than the rest of the model).
+        """
+        ids = self.tokenizer(prompts, truncation=True, max_length=self.max_prompt_length)["input_ids"]
+        shared = min(shared_prefix_length(ids), min(map(len, ids)) - 1)  # every row keeps ≥ 1 token of its own
+        cache = None
+        if shared > 0:
+            prefix = torch.tensor([ids[0][:shared]], device=self.device)
+            cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+            cache.batch_repeat_interleave(len(ids))
+        tails = [row[shared:] for row in ids]
+        width = max(map(len, tails))
+        input_ids = torch.tensor([[self.tokenizer.pad_token_id] * (width - len(t)) + t for t in tails], device=self.device)
+        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=self.device)
+        mask = torch.cat([torch.ones(len(ids), shared, dtype=tail_mask.dtype, device=self.device), tail_mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        step = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions[:, shared:],
+                          past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return step.logits[:, -1, :], step.past_key_values, mask, positions[:, -1:]
+
+    def _sample(self, prompts: list[str], n_return: int) -> torch.Tensor:
+        """`n_return` sampled continuations per prompt, as a (len(prompts) × n_return, steps) tensor of token
+        ids (padded after the end token); each prompt is encoded once and its states repeated.
 
         (`model.generate` would encode each prompt `n_return` times for a decoder-only model, and samples
-        over the full vocabulary, which dominates its run time for small models.)
+        over the full vocabulary, which dominates its run time for small models.) A row that has written
+        its end token leaves the batch, so short queries do not wait for the longest one.
         """
-        mask = attention_mask.repeat_interleave(n_return, 0)
+        encoder_outputs = None
         if self.seq2seq:
-            hidden = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                                 max_length=self.max_prompt_length).to(self.device)
+            hidden = self.model.get_encoder()(**enc).last_hidden_state
             encoder_outputs = (hidden.repeat_interleave(n_return, 0),)
-            start = torch.full((len(mask), 1), self.model.config.decoder_start_token_id, device=mask.device)
+            mask = enc["attention_mask"].repeat_interleave(n_return, 0)
+            start = torch.full((len(mask), 1), self.model.config.decoder_start_token_id, device=self.device)
             step = self.model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=start, use_cache=True)
+            logits, cache, position = step.logits[:, -1, :], step.past_key_values, None
         else:
-            positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-            step = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
-            step.past_key_values.batch_repeat_interleave(n_return)
-            position = positions[:, -1:].repeat_interleave(n_return, 0)
-        logits = step.logits[:, -1, :]
-        if not self.seq2seq:
-            logits = logits.repeat_interleave(n_return, 0)
-        cache = step.past_key_values
+            logits, cache, mask, position = self._prefill_causal(prompts)
+            cache.batch_repeat_interleave(n_return)
+            logits, mask, position = (t.repeat_interleave(n_return, 0) for t in (logits, mask, position))
+        rows = len(logits)
+        tokens = torch.full((rows, self.max_new_tokens), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        active = torch.arange(rows, device=self.device)  # rows still writing
         seen = torch.zeros_like(logits, dtype=torch.bool)
-        done = torch.zeros(len(mask), dtype=torch.bool, device=mask.device)
-        steps = []
-        for _ in range(self.max_new_tokens):
+        for t in range(self.max_new_tokens):
             logits = torch.where(seen, torch.where(logits > 0, logits / self.repetition_penalty,
                                                    logits * self.repetition_penalty), logits)
             token = _sample_token(logits, self.temperature, self.top_k, self.top_p)
-            token = torch.where(done, torch.full_like(token, self.tokenizer.pad_token_id), token)
-            steps.append(token)
+            tokens[active, t] = token
             seen[torch.arange(len(token)), token] = True
-            done |= token == self.eos_token_id
-            if done.all():
+            going = token != self.eos_token_id
+            if not going.any() or t == self.max_new_tokens - 1:
                 break
+            if not going.all():  # finished rows leave the batch
+                keep = going.nonzero().squeeze(-1)
+                active, token, seen, mask = active[keep], token[keep], seen[keep], mask[keep]
+                cache.batch_select_indices(keep)
+                if self.seq2seq:
+                    encoder_outputs = (encoder_outputs[0][keep],)
+                else:
+                    position = position[keep]
             if self.seq2seq:
                 step = self.model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=token[:, None],
                                   past_key_values=cache, use_cache=True)
@@ -184,7 +220,18 @@ class LMQueryGenerator:
                 step = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=position,
                                   past_key_values=cache, use_cache=True)
             cache, logits = step.past_key_values, step.logits[:, -1, :]
-        return torch.stack(steps, dim=1)
+        return tokens[:, :t + 1]
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Length of the longest prefix that every token-id list in `rows` begins with."""
+    if not rows:
+        return 0
+    first, n = rows[0], min(map(len, rows))
+    for i in range(n):
+        if any(row[i] != first[i] for row in rows):
+            return i
+    return n
 
 
 def _sample_token(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from ecomrec.augment.attributes import BrandLexicon
-from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator, clean_generated, distinct
+from ecomrec.augment.generators import (LMQueryGenerator, TemplateGenerator, clean_generated, distinct,
+                                       shared_prefix_length)
 from ecomrec.models.lm import pair_dataset, small_gpt2, small_t5, train_lm, train_wordpiece_tokenizer
 
 PAIRS = [("Simpson Strong-Tie 12-Gauge Angle", "angle bracket"), ("Delta Vero Shower Faucet in Chrome", "shower faucet"),
@@ -84,6 +85,36 @@ def test_hf_backend_loads_tiny_local_model_and_is_seeded(tokenizer, tmp_path, ki
     assert LMQueryGenerator.from_pretrained(path, seed=8, max_new_tokens=6).generate(titles, k=3) != first
     beams = LMQueryGenerator.from_pretrained(path, decoding="beam", max_new_tokens=6).generate(titles[:2], k=2)
     assert len(beams) == 2
+
+
+def test_shared_prefix_length():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert shared_prefix_length([[1, 2], [1, 2, 3]]) == 2
+    assert shared_prefix_length([[7, 2], [1, 2]]) == 0
+    assert shared_prefix_length([[4, 5, 6]]) == 3 and shared_prefix_length([]) == 0
+
+
+def test_cached_prefix_and_early_exit_decode_like_plain_greedy_generation(tokenizer, tmp_path):
+    # top-k 1 makes sampling greedy: the shared-prefix cache, the padding between prefix and title and
+    # rows leaving the batch at their end token must give exactly what `model.generate` gives on the
+    # whole left-padded prompts
+    model = tiny_model("gpt2", tokenizer)
+    data = pair_dataset(tokenizer, [p[0] for p in PAIRS], [p[1] for p in PAIRS])
+    train_lm(model, tokenizer, data, data, tmp_path, max_steps=100, batch_size=8, learning_rate=1e-2, logging_steps=50)
+    gen = LMQueryGenerator(model, tokenizer, name="tiny", prompt_template="toro lawn mower {title}",
+                           max_new_tokens=8, top_k=1, repetition_penalty=1.0, oversample=1)
+    prompts = [gen.prompt_template.format(title=p[0]) for p in PAIRS]
+    with torch.inference_mode():
+        ours = gen._sample(prompts, n_return=1)
+        tokenizer.padding_side = "left"
+        enc = tokenizer(prompts, return_tensors="pt", padding=True)
+        plain = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], do_sample=False, max_new_tokens=8, eos_token_id=gen.eos_token_id,
+                               pad_token_id=tokenizer.pad_token_id)[:, enc["input_ids"].shape[1]:]
+    ids = tokenizer(prompts)["input_ids"]
+    assert shared_prefix_length(ids) >= 4 and len({len(row) for row in ids}) > 1  # a shared prefix, ragged tails
+    ended = (plain == gen.eos_token_id).cumsum(1).argmax(1)  # where each row wrote its end token
+    assert len(set(ended.tolist())) > 1  # rows end at different steps, so some leave the batch early
+    assert torch.equal(ours, plain)
 
 
 def test_bad_decoding_rejected(tokenizer):
