@@ -41,6 +41,7 @@ from ecomrec.augment import negatives as neg
 from ecomrec.augment.attributes import BrandLexicon
 from ecomrec.augment.filters import explode_generated, filter_queries, keep_rates
 from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator
+from ecomrec.augment.quality import distinct_n
 from ecomrec.augment.sequences import augment_sequences, cold_item_interactions
 from ecomrec.data.pairs import RELEVANT, judged_pairs, office_item_text
 from ecomrec.models.encoders import load_minilm
@@ -257,11 +258,6 @@ real_words = test_pairs.groupby(C.COL_PRODUCT_ID)[C.COL_QUERY].agg(lambda qs: se
 kept = filtered[filtered["keep"]]
 
 
-def distinct_2(queries: pd.Series) -> float:
-    bigrams = [tuple(q.split()[i:i + 2]) for q in queries for i in range(max(0, len(q.split()) - 1))]
-    return len(set(bigrams)) / max(1, len(bigrams))
-
-
 comparison = []
 for name, group in [("real (test)", test_pairs)] + list(kept[kept["catalogue"] == "homedepot"].groupby("generator")):
     on_test = group[group[C.COL_PRODUCT_ID].isin(real_words.index)]
@@ -269,12 +265,13 @@ for name, group in [("real (test)", test_pairs)] + list(kept[kept["catalogue"] =
     is_real = name.startswith("real")
     comparison.append({"queries": name, "n": len(on_test), "mean words": on_test[C.COL_QUERY].str.split().str.len().mean(),
                        "word overlap with real test queries": np.nan if is_real or not overlap else np.mean(overlap),
-                       "distinct-2": distinct_2(on_test[C.COL_QUERY])})
+                       "distinct-2": distinct_n(on_test[C.COL_QUERY], 2)})
 comparison = pd.DataFrame(comparison).set_index("queries")
 for name, row in comparison[comparison["n"] > 0].iterrows():  # a generator may keep no query of a test product
     key = "real" if name.startswith("real") else name
     reporting.record(f"augment/test/{key}/mean_words", row["mean words"])
-    reporting.record(f"augment/test/{key}/distinct_2", row["distinct-2"])
+    if not np.isnan(row["distinct-2"]):  # NaN: not one query of two words or more
+        reporting.record(f"augment/test/{key}/distinct_2", row["distinct-2"])
     if key != "real" and not np.isnan(row["word overlap with real test queries"]):
         reporting.record(f"augment/test/{key}/word_overlap", row["word overlap with real test queries"])
 comparison

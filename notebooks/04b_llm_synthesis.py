@@ -48,11 +48,11 @@ from ecomrec.augment import quality as Q
 from ecomrec.augment.attributes import BrandLexicon
 from ecomrec.augment.filters import explode_generated, filter_queries
 from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator
-from ecomrec.data.pairs import RELEVANT, judged_pairs, office_item_text
+from ecomrec.data.pairs import RELEVANT, judged_pairs, office_content_text, office_item_text
 from ecomrec.metrics import bootstrap_ci, paired_bootstrap
 from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import load_minilm
-from ecomrec.models.search import BM25Index, DenseIndex, encode
+from ecomrec.models.search import BM25Index, DenseIndex, encode, expand_documents
 from ecomrec.notebook import begin, finish
 from ecomrec.recommend import models as M
 from ecomrec.recommend.evaluate import rank_metrics, target_ranks
@@ -433,7 +433,7 @@ expansions = {"templates": synthetic[synthetic["keep"] & (synthetic["generator"]
               "scratch model": synthetic[synthetic["keep"] & (synthetic["generator"] == "scratch-sample")],
               "SmolLM2 LoRA": kept_lora}
 for name, frame in expansions.items():
-    doc2query[f"title + {name} queries"] = llm.expand_documents(ids, titles, frame)
+    doc2query[f"title + {name} queries"] = expand_documents(ids, titles, frame)
 bm25_runs = {}
 for name, docs in doc2query.items():
     found, scores = BM25Index(ids, docs).search(query_text.loc[test_ids].tolist(), k=100)
@@ -451,8 +451,7 @@ bm25_table
 
 # %%
 generated_by_item = office_generated.set_index(C.COL_ITEM)
-base_text = (items[C.COL_TITLE].fillna("") + ". " + items["brand"].fillna("") + ". " + items["category"].fillna("")
-             + ". " + items["description"].fillna("").str.split().str[:60].str.join(" "))
+base_text = office_content_text(items)  # the text 05's content model embeds
 extra_queries = ". Searches: " + items[C.COL_ITEM].map(generated_by_item["queries"]).fillna("")
 extra_description = ". " + items[C.COL_ITEM].map(generated_by_item["description"]).fillna("")
 texts = {"content": base_text, "content + SmolLM2 queries": base_text + extra_queries,

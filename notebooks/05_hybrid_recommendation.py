@@ -37,6 +37,7 @@ import pandas as pd
 from ecomrec import config as C
 from ecomrec import reporting
 from ecomrec.notebook import begin, finish
+from ecomrec.data.pairs import office_content_text
 from ecomrec.metrics import bootstrap_ci, catalog_coverage, intra_list_diversity, novelty, paired_bootstrap, popularity_bias
 from ecomrec.models.encoders import load_minilm
 from ecomrec.models.search import encode
@@ -92,8 +93,7 @@ print(f"{len(users):,} users, {len(item_ids):,} items, {len(train):,} training e
 
 # %%
 def item_text(with_queries: bool) -> list[str]:
-    text = (items[C.COL_TITLE].fillna("") + ". " + items["brand"].fillna("") + ". " + items["category"].fillna("")
-            + ". " + items["description"].fillna("").str.split().str[:60].str.join(" "))
+    text = office_content_text(items)  # title. brand. category path. first 60 description words
     if with_queries:
         synthetic = pd.read_parquet(root / "augment" / "synthetic_queries_office.parquet")
         queries = synthetic[synthetic["keep"]].groupby(C.COL_PRODUCT_ID)[C.COL_QUERY].agg("; ".join)

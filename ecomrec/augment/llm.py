@@ -156,19 +156,6 @@ class ChatDescriptionWriter(ChatQueryGenerator):
         return parse_sentence(text)
 
 
-def expand_documents(product_ids: Sequence, titles: Sequence[str], extra: pd.DataFrame,
-                     product_col: str = "product_id", text_col: str = "query") -> list[str]:
-    """doc2query: each title followed by the extra texts (e.g. kept synthetic queries) written for its
-    product, in order; products without any keep their title alone."""
-    missing = {product_col, text_col} - set(extra.columns)
-    if missing:
-        raise KeyError(f"extra texts lack the columns {sorted(missing)}")
-    if len(product_ids) != len(titles):
-        raise ValueError(f"{len(product_ids)} product ids but {len(titles)} titles")
-    grouped = extra.groupby(product_col, sort=False)[text_col].agg(lambda texts: " ".join(map(str, texts)))
-    return [f"{title} {grouped[pid]}" if pid in grouped.index else str(title) for pid, title in zip(product_ids, titles)]
-
-
 def query_pair_dataset(tokenizer, titles: Sequence[str], queries: Sequence[str], max_length: int = 128):
     """Chat-formatted (instruction with title → query) examples, the loss on the query and end token only."""
     from datasets import Dataset

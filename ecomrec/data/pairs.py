@@ -24,3 +24,11 @@ def office_item_text(items: pd.DataFrame) -> pd.Series:
     leaf = items["category"].str.split(" > ").str[-1]
     parts = items[C.COL_TITLE].str.cat([items["brand"], leaf], sep=" | ")
     return parts.str.replace(r"(\s\|\s)+", " | ", regex=True).str.strip(" |")
+
+
+def office_content_text(items: pd.DataFrame, max_description_words: int = 60) -> pd.Series:
+    """What the content recommender embeds of an Office item: "title. brand. category path. description",
+    the description cut to its first `max_description_words` words; a missing field is left empty."""
+    description = items["description"].fillna("").str.split().str[:max_description_words].str.join(" ")
+    return (items[C.COL_TITLE].fillna("") + ". " + items["brand"].fillna("") + ". " + items["category"].fillna("")
+            + ". " + description)

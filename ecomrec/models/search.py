@@ -1,10 +1,12 @@
-"""Retrieval over a product catalogue: BM25 (bm25s) and exact dense search over normalised embeddings."""
+"""Retrieval over a product catalogue: BM25 (bm25s) and exact dense search over normalised embeddings;
+doc2query document expansion."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -82,3 +84,16 @@ def encode(encoder, texts: Sequence[str], batch_size: int = 128, progress: bool 
                             convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
              for start in tqdm(range(0, len(texts), chunk), desc="encode", disable=not progress, mininterval=15)]
     return np.concatenate(parts) if parts else np.empty((0, encoder.get_embedding_dimension()), np.float32)
+
+
+def expand_documents(product_ids: Sequence, titles: Sequence[str], extra: pd.DataFrame,
+                     product_col: str = "product_id", text_col: str = "query") -> list[str]:
+    """doc2query: each title followed by the extra texts (e.g. kept synthetic queries) written for its
+    product, in order; products without any keep their title alone."""
+    missing = {product_col, text_col} - set(extra.columns)
+    if missing:
+        raise KeyError(f"extra texts lack the columns {sorted(missing)}")
+    if len(product_ids) != len(titles):
+        raise ValueError(f"{len(product_ids)} product ids but {len(titles)} titles")
+    grouped = extra.groupby(product_col, sort=False)[text_col].agg(lambda texts: " ".join(map(str, texts)))
+    return [f"{title} {grouped[pid]}" if pid in grouped.index else str(title) for pid, title in zip(product_ids, titles)]

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from ecomrec.augment.filters import REASONS, explode_generated, filter_queries, keep_rates
-from ecomrec.models.search import BM25Index, DenseIndex, rank_of
+from ecomrec.models.search import BM25Index, DenseIndex, expand_documents, rank_of
 
 TITLES = {1: "cordless drill driver kit", 2: "claw hammer steel", 3: "garden hose nozzle", 4: "interior wall paint"}
 
@@ -92,3 +92,12 @@ def test_one_letter_typo():
     assert one_letter_typo("a b") == "a b"  # no word long enough
     with pytest.raises(ValueError):
         one_letter_typo("  ")
+
+
+def test_expand_documents_appends_each_products_texts():
+    extra = pd.DataFrame({"product_id": [2, 1, 2], "query": ["b one", "a one", "b two"]})
+    assert expand_documents([1, 2, 3], ["A", "B", "C"], extra) == ["A a one", "B b one b two", "C"]
+    with pytest.raises(KeyError, match="query"):
+        expand_documents([1], ["A"], extra.rename(columns={"query": "q"}))
+    with pytest.raises(ValueError):
+        expand_documents([1, 2], ["A"], extra)

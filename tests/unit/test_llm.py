@@ -87,15 +87,6 @@ def test_parse_sentence(raw, expected):
     assert llm.parse_sentence(raw) == expected
 
 
-def test_expand_documents_appends_each_products_texts():
-    extra = pd.DataFrame({"product_id": [2, 1, 2], "query": ["b one", "a one", "b two"]})
-    assert llm.expand_documents([1, 2, 3], ["A", "B", "C"], extra) == ["A a one", "B b one b two", "C"]
-    with pytest.raises(KeyError, match="query"):
-        llm.expand_documents([1], ["A"], extra.rename(columns={"query": "q"}))
-    with pytest.raises(ValueError):
-        llm.expand_documents([1, 2], ["A"], extra)
-
-
 def test_chat_prompt_takes_another_instruction_and_rejects_a_bad_one():
     prompt = llm.chat_prompt(FakeChatTokenizer(), [("Stapler", "A stapler.")], llm.DESCRIPTION_INSTRUCTION)
     assert prompt.format(title="Pens").count("one sentence") == 2 and "A stapler." in prompt
