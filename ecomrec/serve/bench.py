@@ -31,6 +31,9 @@ from ecomrec import config as C
 from ecomrec import reporting
 
 MIX = {"search": 0.70, "recommend": 0.15, "similar": 0.10, "bad": 0.05}
+# uvloop's event loop and httptools' HTTP parser (C) instead of asyncio's loop and h11 (pure Python): less
+# server CPU per request; `make serve` runs the same
+SERVER_OPTIONS = ("--loop", "uvloop", "--http", "httptools")
 BAD_REQUESTS = [("/search", {"q": ""}), ("/search", {"q": "   "}), ("/search", {"q": "x" * 500}),
                 ("/search", {"q": "drill", "k": 0}), ("/recommend", {"user_id": "no-such-user"}),
                 ("/similar", {"item_id": "no-such-item"}), ("/search", {})]
@@ -59,27 +62,30 @@ def request_plan(frames: dict, n: int, seed: int = C.SEED) -> list[tuple[str, st
 
 
 async def _fire(base_url: str, plan: list, concurrency: int) -> pd.DataFrame:
-    import httpx
+    """Send `plan` with `concurrency` requests in flight (a closed loop over keep-alive connections).
+
+    The client is aiohttp: on a loopback test the load generator shares the cores with the server, and
+    aiohttp spends about a third of httpx's CPU time per request, which the server gets instead."""
+    import aiohttp
 
     results = [None] * len(plan)
-    queue: asyncio.Queue = asyncio.Queue()
-    for i in range(len(plan)):
-        queue.put_nowait(i)
+    pending = iter(range(len(plan)))  # shared by the workers of one event loop
 
-    async def worker(client):
-        while not queue.empty():
-            i = queue.get_nowait()
+    async def worker(session):
+        for i in pending:
             label, path, params = plan[i]
             start = time.perf_counter()
             try:
-                status = (await client.get(path, params=params)).status_code
-            except httpx.HTTPError:
+                async with session.get(path, params=params) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError):
                 status = 0  # connection-level failure
             results[i] = (label, status, (time.perf_counter() - start) * 1000)
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     return pd.DataFrame(results, columns=["endpoint", "status", "ms"])
 
 
@@ -129,7 +135,7 @@ def run(profile: str, artifact_dir: str, requests: int, concurrency: int, encode
     port = _free_port()
     env = {**os.environ, "ECOMREC_PROFILE": profile, "ECOMREC_ARTIFACT_DIR": artifact_dir, "ECOMREC_ENCODER": encoder}
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "ecomrec.serve.api:app_from_env",
-                               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env)
+                               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *SERVER_OPTIONS], env=env)
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_timeout

@@ -1,5 +1,8 @@
 """The served API on a tiny catalogue: right answers, and 4xx (never 5xx) for bad input."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -75,3 +78,15 @@ def test_odd_but_valid_text_is_served(client):
         response = client.get("/search", params={"q": q})
         assert response.status_code == 200, q
     assert client.get("/search?q=%ff%fe").status_code < 500  # bytes that are not UTF-8
+
+
+def test_one_thread_per_request_limits_every_native_pool():
+    # in a fresh process: the limits are process-wide and would slow the other tests down
+    code = ("import numpy, torch, faiss\n"
+            "from ecomrec.serve.api import one_thread_per_request\n"
+            "assert torch.get_num_threads() > 1 or __import__('os').cpu_count() == 1\n"
+            "pools = one_thread_per_request()\n"
+            "assert {p['internal_api'] for p in pools} >= {'openblas'}, pools\n"
+            "assert all(p['num_threads'] == 1 for p in pools), pools\n"
+            "assert torch.get_num_threads() == 1\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
