@@ -313,7 +313,7 @@ pd.DataFrame({"before": before[C.COL_ITEM].map(lambda i: title[i][:55]).to_numpy
 # So the CPU per request is what to cut, and three things cut it (measured with `make bench` on 2 cores):
 # the server runs uvicorn on uvloop with the httptools parser instead of asyncio and the pure-Python h11;
 # it limits the native thread pools (OpenBLAS, OpenMP, torch) to one thread, since requests already run
-# side by side and an idle pool spins between small calls (`one_thread_per_request`: server 5.0 → 3.0 CPU ms
+# side by side and an idle pool spins between small calls (`one_thread_per_request`: server 5.0 → 3.2-3.5 CPU ms
 # per request); and the load generator is aiohttp, which needs 0.3 CPU ms per request where httpx needed 1.8
 # — CPU the server, sharing the cores, gets back. Together, with `make bench`: search p95 57-61 → 29-32 ms.
 

@@ -197,7 +197,7 @@ def one_thread_per_request() -> list[dict]:
     A server answers requests side by side on its worker threads; a BLAS or OpenMP pool per request on top
     of that only adds threads that spin between small calls (a 2,420 × 384 product in /similar is enough
     to wake OpenBLAS's pool) and burn the cores the other requests need. Measured with `make bench` on 2
-    cores: server CPU 5.0 → 3.0 ms per request. Call it after the libraries are loaded."""
+    cores: server CPU 5.0 → 3.2-3.5 ms per request. Call it after the libraries are loaded."""
     import torch
     from threadpoolctl import threadpool_info, threadpool_limits
 
