@@ -91,7 +91,11 @@ print(llm.chat_prompt(tokenizer).format(title="DEWALT 20-Volt MAX Cordless Drill
 # * **few-shot** — k real (title → query) pairs as earlier chat turns, drawn from the **train split only**
 #   (`few_shot_examples` refuses a pool holding valid or test rows);
 # * **LoRA** — rank-r adapters on the attention projections, trained on train pairs rated ≥ 2.67 with
-#   the loss on the query tokens only (the prompt is masked), then merged into the weights.
+#   the loss on the query tokens only (the prompt is masked), then merged into the weights. A tuned
+#   writer learns the task from its pairs, so its prompt drops the default system turn and the
+#   instruction: a one-line system turn and the bare title (printed below, about half the tokens of the
+#   instruction prompt). The prompt is most of every training example, so this halves the cost of LoRA
+#   training; zero-shot and few-shot keep the instruction, which they need.
 
 # %%
 products, queries = frames["homedepot/products"], frames["homedepot/queries"]
@@ -105,10 +109,18 @@ print(f"few-shot examples (train split): {examples}")
 print(f"LoRA rank {LORA_RANK} on {sorted(adapted.peft_config['default'].target_modules)}: {trainable:,} trainable of "
       f"{sum(p.numel() for p in adapted.parameters()):,} parameters; {len(lora_pairs):,} train pairs ≥ {LORA_THRESHOLD}; "
       f"{profile.llm_lora_steps} steps of batch 16")
+lora_template = llm.lora_prompt(tokenizer)
+prompt_tokens = {name: np.mean([len(ids) for ids in tokenizer([template.format(title=t) for t in lora_pairs[C.COL_TITLE]])["input_ids"]])
+                 for name, template in (("lora", lora_template), ("instruction", llm.chat_prompt(tokenizer)))}
+for name, n in prompt_tokens.items():
+    reporting.record(f"llm/train/{name}/prompt_tokens", float(n))
+print(f"LoRA prompt: {prompt_tokens['lora']:.1f} tokens on average over the training titles, against "
+      f"{prompt_tokens['instruction']:.1f} with the zero-shot instruction prompt:\n"
+      f"{lora_template.format(title=lora_pairs[C.COL_TITLE].iloc[0])}")
 lora_model, lora_fit = llm.train_query_lora(adapted, tokenizer, lora_pairs[C.COL_TITLE].tolist(),
                                             lora_pairs[C.COL_QUERY].tolist(), out_dir / "lora_checkpoints",
                                             max_steps=profile.llm_lora_steps, batch_size=16, seed=SEED, device=device,
-                                            logging_steps=max(1, profile.llm_lora_steps // 20))
+                                            logging_steps=max(1, profile.llm_lora_steps // 20), prompt=lora_template)
 llm_seconds["LoRA training"] = lora_fit.seconds
 quarter = max(1, len(lora_fit.history) // 4)
 loss_first = float(lora_fit.history["loss"].head(quarter).mean())
@@ -128,13 +140,16 @@ plt.show()
 # Every writer goes through the same interface (`generate(titles, k)`), the same decoding (top-k 50,
 # nucleus 0.95, repetition penalty; temperature 0.8 for the chat model) and afterwards through `02`'s filter.
 #
-# On a CPU, generation cost is the number of tokens the model reads and writes. Three things keep it
+# On a CPU, generation cost is the number of tokens the model reads and writes. Four things keep it
 # down (`LMQueryGenerator._sample`): the part every prompt shares (system turn, instruction, few-shot
 # examples) is encoded once per batch and its key/value cache repeated, so each product pays only for
-# its own title; the vocabulary projection is computed for the last prompt position only; and a row
-# that has written its end token leaves the batch, so short queries do not wait for the longest one.
-# With greedy decoding this gives token for token what `model.generate` gives on the whole prompts (a test
-# checks it); few-shot prompts, which share hundreds of tokens, gain the most.
+# its own title; the vocabulary projection is computed for the last prompt position only; a row stops
+# as soon as it has written its end token *or* its reply is settled — what the parser keeps can no
+# longer change (a description's first sentence has ended, a query's first line has) — and leaves the
+# batch, so short replies do not wait for the longest one; and the key/value cache is allocated once per
+# batch for the prompt and every token still to come, instead of being copied whole at each step
+# (`preallocated_cache`). With greedy decoding this gives token for token what `model.generate` gives on
+# the whole prompts (a test checks it); few-shot prompts, which share hundreds of tokens, gain the most.
 
 # %%
 writers = {
@@ -145,8 +160,9 @@ writers = {
                                                 batch_size=GEN_BATCH, oversample=1),
     "SmolLM2 few-shot": llm.ChatQueryGenerator(base, tokenizer, name="smollm2-few-shot", examples=examples, seed=SEED,
                                                device=device, batch_size=GEN_BATCH, oversample=1),
-    "SmolLM2 LoRA": llm.ChatQueryGenerator(lora_model, tokenizer, name="smollm2-lora", seed=SEED, device=device,
-                                           batch_size=GEN_BATCH, oversample=1),
+    "SmolLM2 LoRA": llm.ChatQueryGenerator(lora_model, tokenizer, name="smollm2-lora", instruction=llm.LORA_INSTRUCTION,
+                                           system=llm.LORA_SYSTEM, seed=SEED, device=device, batch_size=GEN_BATCH,
+                                           oversample=1),
 }
 
 # %% [markdown]
@@ -234,8 +250,8 @@ pd.DataFrame({
 
 # %%
 int8_model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(lora_model), {torch.nn.Linear}, dtype=torch.qint8)
-int8_writer = llm.ChatQueryGenerator(int8_model, tokenizer, name="smollm2-lora-int8", seed=SEED, device="cpu",
-                                     batch_size=GEN_BATCH, oversample=1)
+int8_writer = llm.ChatQueryGenerator(int8_model, tokenizer, name="smollm2-lora-int8", instruction=llm.LORA_INSTRUCTION,
+                                     system=llm.LORA_SYSTEM, seed=SEED, device="cpu", batch_size=GEN_BATCH, oversample=1)
 start = time.perf_counter()
 int8_out = int8_writer.generate(q_titles, QUERIES_PER_PRODUCT, progress=True)
 llm_seconds["quality sample, SmolLM2 LoRA int8"] = time.perf_counter() - start

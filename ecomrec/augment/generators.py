@@ -10,6 +10,7 @@ from typing import Protocol, Sequence
 
 import torch
 from tqdm import tqdm
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from ecomrec.augment.attributes import BrandLexicon, parse_attributes
 
@@ -114,6 +115,22 @@ class LMQueryGenerator:
         """One query out of one decoded continuation."""
         return clean_generated(text)
 
+    def settled(self, text: str) -> bool:
+        """Whether `clean` of a continuation that begins with `text` is already fixed, whatever follows:
+        here, once its first non-empty line has ended (a row that is settled stops writing)."""
+        return first_line_ended(text)
+
+    def settle_trigger(self, piece: str) -> bool:
+        """Whether writing a token that decodes to `piece` can make a text `settled` (only then is it checked)."""
+        return "\n" in piece
+
+    def _settle_triggers(self, vocab_size: int) -> torch.Tensor:
+        """`settle_trigger` of every token id, as a boolean tensor (computed once per generator)."""
+        if getattr(self, "_triggers", None) is None or len(self._triggers) != vocab_size:
+            pieces = self.tokenizer.batch_decode([[i] for i in range(vocab_size)])
+            self._triggers = torch.tensor([self.settle_trigger(p) for p in pieces], dtype=torch.bool, device=self.device)
+        return self._triggers
+
     @torch.inference_mode()
     def generate(self, titles: Sequence[str], k: int, progress: bool = False) -> list[list[str]]:
         # a decoder-only model continues from the right edge, so its prompts are padded on the left
@@ -149,17 +166,18 @@ class LMQueryGenerator:
         repeated; only each prompt's own tail (the title and what follows) is encoded per row. The tails are
         padded on their left, so the padding sits between prefix and tail, masked out, with positions that
         skip it. Only the last position's logits are computed (the vocabulary projection over every prompt
-        token would cost more than the rest of the model).
+        token would cost more than the rest of the model). The cache is allocated once, for the prompt and
+        every token still to be written (`preallocated_cache`).
         """
         ids = self.tokenizer(prompts, truncation=True, max_length=self.max_prompt_length)["input_ids"]
         shared = min(shared_prefix_length(ids), min(map(len, ids)) - 1)  # every row keeps ≥ 1 token of its own
-        cache = None
-        if shared > 0:
-            prefix = torch.tensor([ids[0][:shared]], device=self.device)
-            cache = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
-            cache.batch_repeat_interleave(len(ids))
         tails = [row[shared:] for row in ids]
         width = max(map(len, tails))
+        cache = preallocated_cache(self.model, shared + width + self.max_new_tokens)
+        if shared > 0:
+            prefix = torch.tensor([ids[0][:shared]], device=self.device)
+            cache = self.model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1).past_key_values
+            cache.batch_repeat_interleave(len(ids))
         input_ids = torch.tensor([[self.tokenizer.pad_token_id] * (width - len(t)) + t for t in tails], device=self.device)
         tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=self.device)
         mask = torch.cat([torch.ones(len(ids), shared, dtype=tail_mask.dtype, device=self.device), tail_mask], dim=1)
@@ -174,7 +192,8 @@ class LMQueryGenerator:
 
         (`model.generate` would encode each prompt `n_return` times for a decoder-only model, and samples
         over the full vocabulary, which dominates its run time for small models.) A row that has written
-        its end token leaves the batch, so short queries do not wait for the longest one.
+        its end token, or whose text is `settled` (what `clean` keeps of it can no longer change), stops
+        writing and leaves the batch, so short queries do not wait for the longest one.
         """
         encoder_outputs = None
         if self.seq2seq:
@@ -194,6 +213,7 @@ class LMQueryGenerator:
         tokens = torch.full((rows, self.max_new_tokens), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
         active = torch.arange(rows, device=self.device)  # rows still writing
         seen = torch.zeros_like(logits, dtype=torch.bool)
+        triggers = self._settle_triggers(logits.shape[-1])
         for t in range(self.max_new_tokens):
             logits = torch.where(seen, torch.where(logits > 0, logits / self.repetition_penalty,
                                                    logits * self.repetition_penalty), logits)
@@ -201,6 +221,10 @@ class LMQueryGenerator:
             tokens[active, t] = token
             seen[torch.arange(len(token)), token] = True
             going = token != self.eos_token_id
+            check = (going & triggers[token]).nonzero().squeeze(-1)
+            if len(check) and t < self.max_new_tokens - 1:  # rows whose text is already settled stop too
+                texts = self.tokenizer.batch_decode(tokens[active[check], :t + 1], skip_special_tokens=True)
+                going[check[torch.tensor([self.settled(text) for text in texts], dtype=torch.bool)]] = False
             if not going.any() or t == self.max_new_tokens - 1:
                 break
             if not going.all():  # finished rows leave the batch
@@ -221,6 +245,77 @@ class LMQueryGenerator:
                                   past_key_values=cache, use_cache=True)
             cache, logits = step.past_key_values, step.logits[:, -1, :]
         return tokens[:, :t + 1]
+
+
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # where str.splitlines breaks
+
+
+def first_line_ended(text: str, breaks: str = "\n") -> bool:
+    """Whether `text` holds one of `breaks` after its first non-blank line, so that line can no longer change
+    whatever is written after it. `breaks` defaults to the newline alone (`clean_generated` splits there);
+    `LINE_BREAKS` for a parser that uses `str.splitlines`."""
+    cls = re.escape(breaks)
+    return re.match(rf"\s*\S[^{cls}]*[{cls}]", text) is not None
+
+
+class PreallocatedLayer(DynamicLayer):
+    """A decoder layer's key/value cache that writes each step's keys and values into buffers allocated once,
+    with room for `capacity` positions, instead of concatenating (`DynamicLayer` copies the whole cache at every
+    step, and on a CPU each fresh multi-megabyte copy also costs page faults). `keys` / `values` are views of
+    the filled part. Past `capacity` the buffers grow (doubling), so a wrong guess costs time, never results."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            shape = (*key_states.shape[:2], max(self.capacity, key_states.shape[-2]), key_states.shape[-1])
+            self._keys = key_states.new_empty(shape)
+            self._values = value_states.new_empty((*shape[:3], value_states.shape[-1]))
+        n = key_states.shape[-2]
+        if self.length + n > self._keys.shape[-2]:
+            room = max(2 * self._keys.shape[-2], self.length + n)
+            self._keys, self._values = (torch.cat([b, b.new_empty((*b.shape[:2], room - b.shape[2], b.shape[3]))], dim=2)
+                                        for b in (self._keys, self._values))
+        self._keys[:, :, self.length:self.length + n] = key_states
+        self._values[:, :, self.length:self.length + n] = value_states
+        self.length += n
+        self._views()
+        return self.keys, self.values
+
+    def _views(self) -> None:
+        self.keys, self.values = self._keys[:, :, :self.length], self._values[:, :, :self.length]
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized:
+            self._keys = self._keys.repeat_interleave(repeats, dim=0)
+            self._values = self._values.repeat_interleave(repeats, dim=0)
+            self._views()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self._keys, self._values = self._keys[indices], self._values[indices]
+            self._views()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("PreallocatedLayer is for left-to-right decoding; it does not crop")
+
+    def reset(self) -> None:
+        self.length = 0
+        super().reset()
+
+
+def preallocated_cache(model, capacity: int) -> DynamicCache:
+    """A `DynamicCache` for `model` whose layers are `PreallocatedLayer`s with room for `capacity` positions —
+    where every layer of the model's own cache would be a plain `DynamicLayer` (full attention); otherwise
+    (sliding windows, linear attention) the model's own `DynamicCache`."""
+    cache = DynamicCache(config=model.config)
+    if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
+        cache.layers = [PreallocatedLayer(capacity) for _ in cache.layers]
+    return cache
 
 
 def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:

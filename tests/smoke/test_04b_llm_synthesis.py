@@ -16,6 +16,7 @@ def test_the_packaged_model_loads_and_the_lora_loss_falls(metrics):
     assert 130e6 < metrics["llm/all/smollm2/parameters"] < 140e6
     assert metrics["llm/train/lora/loss_last"] < metrics["llm/train/lora/loss_first"]
     assert 0 < metrics["llm/train/lora/trainable_parameters"] < 0.01 * metrics["llm/all/smollm2/parameters"]
+    assert metrics["llm/train/lora/prompt_tokens"] < 0.6 * metrics["llm/train/instruction/prompt_tokens"]
 
 
 def test_every_writer_is_judged_against_real_queries(metrics):

@@ -2,8 +2,10 @@ import pytest
 import torch
 
 from ecomrec.augment.attributes import BrandLexicon
-from ecomrec.augment.generators import (LMQueryGenerator, TemplateGenerator, clean_generated, distinct,
-                                       shared_prefix_length)
+from transformers.cache_utils import DynamicLayer
+
+from ecomrec.augment.generators import (LMQueryGenerator, PreallocatedLayer, TemplateGenerator, clean_generated,
+                                       distinct, first_line_ended, preallocated_cache, shared_prefix_length)
 from ecomrec.models.lm import pair_dataset, small_gpt2, small_t5, train_lm, train_wordpiece_tokenizer
 
 PAIRS = [("Simpson Strong-Tie 12-Gauge Angle", "angle bracket"), ("Delta Vero Shower Faucet in Chrome", "shower faucet"),
@@ -94,13 +96,21 @@ def test_shared_prefix_length():
     assert shared_prefix_length([[4, 5, 6]]) == 3 and shared_prefix_length([]) == 0
 
 
-def test_cached_prefix_and_early_exit_decode_like_plain_greedy_generation(tokenizer, tmp_path):
+@pytest.fixture(scope="module")
+def trained_gpt2(tokenizer, tmp_path_factory):
+    """The tiny decoder after 100 steps on PAIRS (an untrained one writes nothing but special tokens)."""
+    model = tiny_model("gpt2", tokenizer)
+    data = pair_dataset(tokenizer, [p[0] for p in PAIRS], [p[1] for p in PAIRS])
+    train_lm(model, tokenizer, data, data, tmp_path_factory.mktemp("gpt2"), max_steps=100, batch_size=8,
+             learning_rate=1e-2, logging_steps=50)
+    return model.eval()
+
+
+def test_cached_prefix_and_early_exit_decode_like_plain_greedy_generation(tokenizer, trained_gpt2):
     # top-k 1 makes sampling greedy: the shared-prefix cache, the padding between prefix and title and
     # rows leaving the batch at their end token must give exactly what `model.generate` gives on the
     # whole left-padded prompts
-    model = tiny_model("gpt2", tokenizer)
-    data = pair_dataset(tokenizer, [p[0] for p in PAIRS], [p[1] for p in PAIRS])
-    train_lm(model, tokenizer, data, data, tmp_path, max_steps=100, batch_size=8, learning_rate=1e-2, logging_steps=50)
+    model = trained_gpt2
     gen = LMQueryGenerator(model, tokenizer, name="tiny", prompt_template="toro lawn mower {title}",
                            max_new_tokens=8, top_k=1, repetition_penalty=1.0, oversample=1)
     prompts = [gen.prompt_template.format(title=p[0]) for p in PAIRS]
@@ -127,6 +137,68 @@ def test_cached_prefix_and_early_exit_decode_like_plain_greedy_generation(tokeni
     ids = tokenizer(prompts)["input_ids"]
     assert shared_prefix_length(ids) >= 4 and len({len(row) for row in ids}) > 1  # a shared prefix, ragged tails
     assert torch.equal(ours, plain)
+
+
+def test_a_settled_row_stops_with_the_text_it_had(tokenizer, trained_gpt2):
+    # greedy decoding; a writer whose replies are settled after their second word must return, for each
+    # row, exactly the first tokens of its unrestricted continuation (and stop there)
+    model = trained_gpt2
+    free = LMQueryGenerator(model, tokenizer, name="free", max_new_tokens=6, top_k=1, repetition_penalty=1.0, oversample=1)
+    free.eos_token_id = -1  # no end token: every row writes 6 tokens
+
+    class TwoTokens(LMQueryGenerator):
+        def settled(self, text):
+            return len(text.split()) >= 2
+
+        def settle_trigger(self, piece):
+            return True
+
+    short = TwoTokens(model, tokenizer, name="short", max_new_tokens=6, top_k=1, repetition_penalty=1.0, oversample=1)
+    short.eos_token_id = -1
+    prompts = [p[0] for p in PAIRS]
+    with torch.inference_mode():
+        full, cut = free._sample(prompts, 1), short._sample(prompts, 1)
+
+    def settles_after(row):  # tokens written when the reply first has two words (or all of them)
+        return next((i + 1 for i in range(len(row)) if short.settled(tokenizer.decode(row[:i + 1], skip_special_tokens=True))),
+                    len(row))
+
+    cuts = [settles_after(row) for row in full.tolist()]
+    assert full.shape[1] == 6 and min(cuts) < 6 and cut.shape[1] == max(cuts)  # some rows settle early
+    for row_full, row_cut, n in zip(full.tolist(), cut.tolist(), cuts):
+        assert row_cut[:n] == row_full[:n] and set(row_cut[n:]) <= {tokenizer.pad_token_id}
+
+
+@pytest.mark.parametrize("text, ended", [
+    ("abc", False), ("abc\n", True), ("  \n abc\nmore", True), ("\n\n", False), ("", False), ("abc\rdef", False),
+])
+def test_first_line_ended(text, ended):
+    assert first_line_ended(text) == ended
+    if ended:  # then no continuation changes the parsed query
+        assert all(clean_generated(text + more) == clean_generated(text) for more in ("", "x", " y z", "\nw"))
+
+
+def test_preallocated_layer_matches_a_concatenating_layer_without_reallocating():
+    torch.manual_seed(0)
+    ours, plain = PreallocatedLayer(capacity=6), DynamicLayer()
+    chunks = [torch.randn(2, 3, n, 4) for n in (3, 1, 1)]
+    for i, chunk in enumerate(chunks):
+        got, want = ours.update(chunk, chunk + 1), plain.update(chunk, chunk + 1)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        if i == 0:
+            buffer = ours.keys.data_ptr()
+    assert ours.keys.data_ptr() == buffer and ours.get_seq_length() == plain.get_seq_length() == 5  # written in place
+    for layer in (ours, plain):
+        layer.batch_repeat_interleave(2)
+        layer.batch_select_indices(torch.tensor([3, 0]))
+    assert torch.equal(ours.keys, plain.keys) and torch.equal(ours.values, plain.values)
+    extra = torch.randn(2, 3, 4, 4)  # past the capacity: the buffers grow, the contents stay right
+    assert torch.equal(ours.update(extra, extra)[0], plain.update(extra, extra)[0]) and ours.get_seq_length() == 9
+
+
+def test_a_full_attention_decoder_gets_a_preallocated_cache(tokenizer):
+    cache = preallocated_cache(tiny_model("gpt2", tokenizer), 16)
+    assert cache.layers and all(isinstance(layer, PreallocatedLayer) for layer in cache.layers)
 
 
 def test_bad_decoding_rejected(tokenizer):

@@ -87,6 +87,38 @@ def test_parse_sentence(raw, expected):
     assert llm.parse_sentence(raw) == expected
 
 
+REPLIES = ["A sturdy stapler for the office. It holds 200 staples.", "Holds 8.5 x 11 in. paper. Great value!",
+           'Description: "Blue pens, pack of 12."\nMore text', "Fits a 2 in. Pipe. And more", "\n\nA pen! Wow, nice",
+           "Bright white copy paper for every printer\nSecond line", "No end at all"]
+
+
+@pytest.mark.parametrize("reply", REPLIES)
+def test_a_settled_sentence_is_what_every_continuation_parses_to(reply):
+    settled_at = [i for i in range(len(reply) + 1) if llm.sentence_settled(reply[:i])]
+    for i in settled_at:
+        for more in ("", " Then", " and so", ".", "\nNext", " X. Y"):
+            assert llm.parse_sentence(reply[:i] + more) == llm.parse_sentence(reply[:i]), (reply[:i], more)
+    assert bool(settled_at) == (reply != "No end at all")  # every other reply settles before its end
+    if settled_at:
+        assert settled_at[0] < len(reply)
+
+
+def test_a_settled_query_line_is_what_every_continuation_parses_to():
+    writer = llm.ChatQueryGenerator.__new__(llm.ChatQueryGenerator)  # settled / settle_trigger need no model
+    for reply in ("cordless drill\nThis query", "  \n\u2028Brass Knob\u2028more", "Query: paint\rnext"):
+        first = next(i for i in range(len(reply) + 1) if writer.settled(reply[:i]))
+        assert writer.settle_trigger(reply[first - 1])  # the character that settled it triggers the check
+        assert all(llm.parse_query(reply[:first] + more) == llm.parse_query(reply) for more in ("", " x", "\ny"))
+    assert not writer.settled("cordless drill") and not writer.settle_trigger("drill")
+
+
+def test_lora_prompt_is_a_system_line_and_the_bare_title():
+    template = llm.lora_prompt(FakeChatTokenizer())
+    assert template.format(title="Hammer").endswith("<|im_start|>user\nHammer<|im_end|>\n<|im_start|>assistant\n")
+    assert llm.LORA_SYSTEM in template and "Product:" not in template
+    assert len(template) < len(llm.chat_prompt(FakeChatTokenizer()))
+
+
 def test_chat_prompt_takes_another_instruction_and_rejects_a_bad_one():
     prompt = llm.chat_prompt(FakeChatTokenizer(), [("Stapler", "A stapler.")], llm.DESCRIPTION_INSTRUCTION)
     assert prompt.format(title="Pens").count("one sentence") == 2 and "A stapler." in prompt
