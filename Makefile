@@ -81,7 +81,7 @@ $(REPORT)/06_evaluation.html: $(REPORT)/04b_llm_synthesis.html $(REPORT)/05_hybr
 
 serve: $(ENV_STAMP)
 	ECOMREC_PROFILE=$(PROFILE) ECOMREC_ARTIFACT_DIR=$(ARTIFACT_DIR) ECOMREC_ENCODER=$(ENCODER) \
-	    $(PY) -m uvicorn --factory ecomrec.serve.api:app_from_env --host 127.0.0.1 --port $(PORT) --loop uvloop --http httptools
+	    $(PY) -m ecomrec.serve --port $(PORT)
 
 bench: $(ENV_STAMP)
 	$(PY) -m ecomrec.serve.bench --profile $(PROFILE) --artifact-dir $(ARTIFACT_DIR) --report-dir $(REPORT_ROOT) \

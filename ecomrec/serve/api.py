@@ -8,11 +8,12 @@
 
 Everything is loaded once, when the app is created. Bad input is the client's error (422: empty,
 whitespace-only, over-long or control-character queries, k out of range; 404: unknown ids), never a 5xx.
-Run it with `make serve` (uvicorn on 127.0.0.1).
+Run it with `make serve` (`python -m ecomrec.serve`: uvicorn on 127.0.0.1, the command `server_command` builds).
 """
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time.
 
 import os
+import sys
 import time
 import unicodedata
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ MAX_QUERY_CHARS = 200
 MAX_ID_CHARS = 64
 MAX_K = 100
 ENCODERS = ("onnx-int8", "onnx", "torch")
+# uvloop's event loop and httptools' HTTP parser (C) instead of asyncio's loop and h11 (pure Python): less
+# server CPU per request. `make serve` and `make bench` both serve through `server_command`.
+SERVER_OPTIONS = ("--loop", "uvloop", "--http", "httptools")
 
 
 def clean_query(q: str) -> str:
@@ -215,3 +219,10 @@ def app_from_env():
     service.info["thread_pools"] = sorted({f"{pool['internal_api']}={pool['num_threads']}"
                                            for pool in one_thread_per_request()})
     return create_app(service)
+
+
+def server_command(port: int, log_level: str = "info") -> list[str]:
+    """The uvicorn command line that serves `app_from_env` on 127.0.0.1:`port` with `SERVER_OPTIONS` —
+    what `make serve` (`python -m ecomrec.serve`) runs and what `make bench` starts and loads."""
+    return [sys.executable, "-m", "uvicorn", "--factory", "ecomrec.serve.api:app_from_env", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", log_level, *SERVER_OPTIONS]

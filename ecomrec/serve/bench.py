@@ -29,11 +29,9 @@ import pandas as pd
 
 from ecomrec import config as C
 from ecomrec import reporting
+from ecomrec.serve.api import server_command
 
 MIX = {"search": 0.70, "recommend": 0.15, "similar": 0.10, "bad": 0.05}
-# uvloop's event loop and httptools' HTTP parser (C) instead of asyncio's loop and h11 (pure Python): less
-# server CPU per request; `make serve` runs the same
-SERVER_OPTIONS = ("--loop", "uvloop", "--http", "httptools")
 BAD_REQUESTS = [("/search", {"q": ""}), ("/search", {"q": "   "}), ("/search", {"q": "x" * 500}),
                 ("/search", {"q": "drill", "k": 0}), ("/recommend", {"user_id": "no-such-user"}),
                 ("/similar", {"item_id": "no-such-item"}), ("/search", {})]
@@ -134,8 +132,7 @@ def run(profile: str, artifact_dir: str, requests: int, concurrency: int, encode
     plan = request_plan(load_prepared(artifact_dir, profile), requests, seed)
     port = _free_port()
     env = {**os.environ, "ECOMREC_PROFILE": profile, "ECOMREC_ARTIFACT_DIR": artifact_dir, "ECOMREC_ENCODER": encoder}
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "ecomrec.serve.api:app_from_env",
-                               "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *SERVER_OPTIONS], env=env)
+    server = subprocess.Popen(server_command(port, log_level="warning"), env=env)
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_timeout

@@ -90,3 +90,16 @@ def test_one_thread_per_request_limits_every_native_pool():
             "assert all(p['num_threads'] == 1 for p in pools), pools\n"
             "assert torch.get_num_threads() == 1\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_make_serve_runs_the_server_command_that_the_load_test_loads(monkeypatch):
+    from ecomrec.serve import __main__ as serve_main
+    from ecomrec.serve.api import server_command
+
+    calls = []
+    monkeypatch.setattr(serve_main.os, "execv", lambda path, args: calls.append((path, args)))
+    serve_main.main(["--port", "8123"])
+    [(path, command)] = calls
+    assert path == command[0] and command == server_command(8123)
+    assert command[command.index("--host") + 1] == "127.0.0.1" and command[command.index("--port") + 1] == "8123"
+    assert {"uvloop", "httptools"} <= set(command) and "ecomrec.serve.api:app_from_env" in command
