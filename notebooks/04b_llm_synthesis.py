@@ -29,6 +29,7 @@ LORA_THRESHOLD = 2.67  # train pairs at or above this mean grade teach the LoRA 
 QUERIES_PER_PRODUCT = 2
 ROUND_TRIP_K = 10  # 02's filter: the source product must be in BM25's or MiniLM's top k for the query
 GEN_BATCH = 64  # products per generation batch
+GEN_DTYPE = "auto"  # SmolLM2's precision for generation: "auto" (bfloat16 where the hardware has it natively), "float32", "bfloat16"
 BATCH_SIZE = 32  # bi-encoder batch, as in 04
 
 # %%
@@ -47,7 +48,7 @@ from ecomrec.augment import llm
 from ecomrec.augment import quality as Q
 from ecomrec.augment.attributes import BrandLexicon
 from ecomrec.augment.filters import explode_generated, filter_queries
-from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator
+from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator, for_generation, generation_dtype
 from ecomrec.data.pairs import RELEVANT, judged_pairs, office_content_text, office_item_text
 from ecomrec.metrics import bootstrap_ci, paired_bootstrap
 from ecomrec.models import retrieval as R
@@ -61,6 +62,10 @@ from ecomrec.serve.export import encode_with_onnx
 profile, device, root, out_dir, frames, notebook_start = begin("04b_llm_synthesis", PROFILE, SEED, DEVICE, ARTIFACT_DIR,
                                                                REPORT_DIR, "llm", needs=("02_augmentation",))
 llm_seconds = {}  # seconds of every SmolLM2 stage: the full profile's budget is 25 min on 2 CPU cores
+if GEN_DTYPE not in ("auto", "float32", "bfloat16"):
+    raise ValueError(f"GEN_DTYPE must be 'auto', 'float32' or 'bfloat16', got {GEN_DTYPE!r}")
+gen_dtype = generation_dtype(device) if GEN_DTYPE == "auto" else getattr(torch, GEN_DTYPE)
+print(f"SmolLM2 generates in {str(gen_dtype).removeprefix('torch.')} on {device} (GEN_DTYPE={GEN_DTYPE!r})")
 
 
 def verdict(low: float, high: float) -> str:
@@ -95,7 +100,8 @@ print(llm.chat_prompt(tokenizer).format(title="DEWALT 20-Volt MAX Cordless Drill
 #   writer learns the task from its pairs, so its prompt drops the default system turn and the
 #   instruction: a one-line system turn and the bare title (printed below, about half the tokens of the
 #   instruction prompt). The prompt is most of every training example, so this halves the cost of LoRA
-#   training; zero-shot and few-shot keep the instruction, which they need.
+#   training; zero-shot and few-shot keep the instruction, which they need. Where the machine has native
+#   bf16 (see the top), LoRA trains in bfloat16 mixed precision (autocast; weights and adapters stay fp32).
 
 # %%
 products, queries = frames["homedepot/products"], frames["homedepot/queries"]
@@ -120,7 +126,8 @@ print(f"LoRA prompt: {prompt_tokens['lora']:.1f} tokens on average over the trai
 lora_model, lora_fit = llm.train_query_lora(adapted, tokenizer, lora_pairs[C.COL_TITLE].tolist(),
                                             lora_pairs[C.COL_QUERY].tolist(), out_dir / "lora_checkpoints",
                                             max_steps=profile.llm_lora_steps, batch_size=16, seed=SEED, device=device,
-                                            logging_steps=max(1, profile.llm_lora_steps // 20), prompt=lora_template)
+                                            logging_steps=max(1, profile.llm_lora_steps // 20), prompt=lora_template,
+                                            bf16=gen_dtype == torch.bfloat16)
 llm_seconds["LoRA training"] = lora_fit.seconds
 quarter = max(1, len(lora_fit.history) // 4)
 loss_first = float(lora_fit.history["loss"].head(quarter).mean())
@@ -129,7 +136,8 @@ reporting.record("llm/train/lora/trainable_parameters", trainable)
 reporting.record("llm/train/lora/seconds", lora_fit.seconds)
 reporting.record("llm/train/lora/loss_first", loss_first)
 reporting.record("llm/train/lora/loss_last", loss_last)
-print(f"LoRA: {lora_fit.seconds:.0f} s; loss (mean of the first / last quarter of logged steps) {loss_first:.3f} → {loss_last:.3f}")
+print(f"LoRA ({'bfloat16 mixed precision' if gen_dtype == torch.bfloat16 else 'fp32'}): {lora_fit.seconds:.0f} s; "
+      f"loss (mean of the first / last quarter of logged steps) {loss_first:.3f} → {loss_last:.3f}")
 ax = lora_fit.history.plot(x="step", y="loss", figsize=(7, 3.2), legend=False, marker="o",
                            title="SmolLM2 LoRA query writer: training loss on the query tokens")
 ax.set(xlabel="step", ylabel="cross-entropy")
@@ -140,7 +148,14 @@ plt.show()
 # Every writer goes through the same interface (`generate(titles, k)`), the same decoding (top-k 50,
 # nucleus 0.95, repetition penalty; temperature 0.8 for the chat model) and afterwards through `02`'s filter.
 #
-# On a CPU, generation cost is the number of tokens the model reads and writes. Four things keep it
+# On a CPU, generation cost is the number of tokens the model reads and writes, times the cost of a
+# token. **Precision:** SmolLM2 writes in bfloat16 where the processor multiplies bf16 natively (AVX512-BF16
+# or AMX, printed at the top; `generation_dtype`) — oneDNN then runs its matrix products about twice as
+# fast as in fp32 — from a bf16 copy of the weights (`for_generation`; LoRA training and int8 start from
+# the fp32 model). Its one-token decoding steps use an attention written for that case
+# (`gqa_decode_attention`: the query heads that share a key/value head are one small matrix product),
+# because PyTorch's fused CPU attention is slower in bf16 than in fp32. Section 4 measures what bf16
+# costs in quality against fp32, next to int8. Four more things keep the token count
 # down (`LMQueryGenerator._sample`): the part every prompt shares (system turn, instruction, few-shot
 # examples) is encoded once per batch and its key/value cache repeated, so each product pays only for
 # its own title; the vocabulary projection is computed for the last prompt position only; a row stops
@@ -152,15 +167,16 @@ plt.show()
 # the whole prompts (a test checks it); few-shot prompts, which share hundreds of tokens, gain the most.
 
 # %%
+base_gen, lora_gen = for_generation(base, gen_dtype), for_generation(lora_model, gen_dtype)
 writers = {
     "templates": TemplateGenerator(BrandLexicon(min_products=10).fit(titles)),
     "scratch model (02)": LMQueryGenerator.from_pretrained(root / "augment" / "scratch_generator", name="scratch-sample",
                                                             seed=SEED, device=device, batch_size=256),
-    "SmolLM2 zero-shot": llm.ChatQueryGenerator(base, tokenizer, name="smollm2-zero-shot", seed=SEED, device=device,
+    "SmolLM2 zero-shot": llm.ChatQueryGenerator(base_gen, tokenizer, name="smollm2-zero-shot", seed=SEED, device=device,
                                                 batch_size=GEN_BATCH, oversample=1),
-    "SmolLM2 few-shot": llm.ChatQueryGenerator(base, tokenizer, name="smollm2-few-shot", examples=examples, seed=SEED,
+    "SmolLM2 few-shot": llm.ChatQueryGenerator(base_gen, tokenizer, name="smollm2-few-shot", examples=examples, seed=SEED,
                                                device=device, batch_size=GEN_BATCH, oversample=1),
-    "SmolLM2 LoRA": llm.ChatQueryGenerator(lora_model, tokenizer, name="smollm2-lora", instruction=llm.LORA_INSTRUCTION,
+    "SmolLM2 LoRA": llm.ChatQueryGenerator(lora_gen, tokenizer, name="smollm2-lora", instruction=llm.LORA_INSTRUCTION,
                                            system=llm.LORA_SYSTEM, seed=SEED, device=device, batch_size=GEN_BATCH,
                                            oversample=1),
 }
@@ -243,28 +259,41 @@ pd.DataFrame({
 })
 
 # %% [markdown]
-# ## 4. Dynamic int8 for generation
+# ## 4. Precision for generation: fp32, bf16 and dynamic int8
 #
-# `torch.ao.quantization.quantize_dynamic` stores every `nn.Linear` weight in int8 and quantizes
-# activations on the fly. Same prompts, same seeds: how much faster, and how much worse?
+# The LoRA writer once more on the same products with the same seeds, in each precision: fp32 (the
+# weights as loaded), bf16 (where this machine generates in bf16, that is section 3's row) and dynamic
+# int8 (`torch.ao.quantization.quantize_dynamic` stores every `nn.Linear` weight of the fp32 model in
+# int8 and quantizes activations on the fly; CPU only). How much faster than fp32, and how much worse?
+
 
 # %%
+def lora_precision_row(model, label: str, on: str) -> pd.DataFrame:
+    writer = llm.ChatQueryGenerator(model, tokenizer, name=f"smollm2-lora-{label}", instruction=llm.LORA_INSTRUCTION,
+                                    system=llm.LORA_SYSTEM, seed=SEED, device=on, batch_size=GEN_BATCH, oversample=1)
+    start = time.perf_counter()
+    out = writer.generate(q_titles, QUERIES_PER_PRODUCT, progress=True)
+    llm_seconds[f"quality sample, SmolLM2 LoRA {label}"] = seconds = time.perf_counter() - start
+    frame = filter_queries(explode_generated(q_ids, q_titles, out, f"SmolLM2 LoRA {label}"), bm25, dense, minilm,
+                           k=ROUND_TRIP_K)
+    return quality_of(frame, {f"SmolLM2 LoRA {label}": len(q_titles) / seconds})
+
+
+gen_label = str(gen_dtype).removeprefix("torch.")
+as_generated = quality.loc[["SmolLM2 LoRA"]].rename(index={"SmolLM2 LoRA": f"SmolLM2 LoRA {gen_label}"})
+rows = [as_generated] if gen_dtype == torch.float32 else [lora_precision_row(lora_model, "float32", device), as_generated]
 int8_model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(lora_model), {torch.nn.Linear}, dtype=torch.qint8)
-int8_writer = llm.ChatQueryGenerator(int8_model, tokenizer, name="smollm2-lora-int8", instruction=llm.LORA_INSTRUCTION,
-                                     system=llm.LORA_SYSTEM, seed=SEED, device="cpu", batch_size=GEN_BATCH, oversample=1)
-start = time.perf_counter()
-int8_out = int8_writer.generate(q_titles, QUERIES_PER_PRODUCT, progress=True)
-llm_seconds["quality sample, SmolLM2 LoRA int8"] = time.perf_counter() - start
-int8_frame = filter_queries(explode_generated(q_ids, q_titles, int8_out, "SmolLM2 LoRA int8"), bm25, dense, minilm,
-                            k=ROUND_TRIP_K)
-int8_quality = pd.concat([quality.loc[["SmolLM2 LoRA"]].rename(index={"SmolLM2 LoRA": "SmolLM2 LoRA fp32"}),
-                          quality_of(int8_frame, {"SmolLM2 LoRA int8": len(q_titles) / llm_seconds["quality sample, SmolLM2 LoRA int8"]})])
-for column, value in int8_quality.loc["SmolLM2 LoRA int8"].items():
-    reporting.record(f"llm/test/SmolLM2_LoRA_int8/{reporting.metric_key(column)}", float(value))
-int8_speedup = int8_quality.loc["SmolLM2 LoRA int8", "products/s"] / int8_quality.loc["SmolLM2 LoRA fp32", "products/s"]
-reporting.record("llm/test/SmolLM2_LoRA_int8/speedup", int8_speedup)
-print(f"int8 generation: {int8_speedup:.2f}× the fp32 speed")
-int8_quality.style.format("{:.3f}").format("{:.0f}", subset=["queries", "products"])
+precision = pd.concat(rows + [lora_precision_row(int8_model, "int8", "cpu")])
+for label in ("float32", "int8"):
+    for column, value in precision.loc[f"SmolLM2 LoRA {label}"].items():
+        reporting.record(f"llm/test/SmolLM2_LoRA_{label}/{reporting.metric_key(column)}", float(value))
+precision["speed vs fp32"] = precision["products/s"] / precision.loc["SmolLM2 LoRA float32", "products/s"]
+reporting.record("llm/test/SmolLM2_LoRA/speedup", float(precision.loc[f"SmolLM2 LoRA {gen_label}", "speed vs fp32"]))
+reporting.record("llm/test/SmolLM2_LoRA_int8/speedup", float(precision.loc["SmolLM2 LoRA int8", "speed vs fp32"]))
+print(f"generation speed against fp32: {gen_label} (used above and below) "
+      f"{precision.loc[f'SmolLM2 LoRA {gen_label}', 'speed vs fp32']:.2f}×, "
+      f"int8 {precision.loc['SmolLM2 LoRA int8', 'speed vs fp32']:.2f}×")
+precision.style.format("{:.3f}").format("{:.0f}", subset=["queries", "products"])
 
 # %% [markdown]
 # ## 5. Generation at scale
@@ -309,7 +338,7 @@ reporting.record("llm/all/office_items", len(office))
 first_sentence = items["description"].fillna("").map(llm.parse_sentence)
 described = items.assign(sentence=first_sentence)[first_sentence.str.split().str.len().between(8, 30)]
 description_examples = list(described.sample(2, random_state=SEED)[[C.COL_TITLE, "sentence"]].itertuples(index=False, name=None))
-describer = llm.ChatDescriptionWriter(base, tokenizer, name="smollm2-description", examples=description_examples, seed=SEED,
+describer = llm.ChatDescriptionWriter(base_gen, tokenizer, name="smollm2-description", examples=description_examples, seed=SEED,
                                       device=device, batch_size=GEN_BATCH)
 office_text = office_item_text(office)  # title | brand | leaf category, no empty " |  | " for brandless items
 start = time.perf_counter()

@@ -39,26 +39,29 @@ def test_chat_template_and_end_token(smollm2):
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") != tokenizer.unk_token_id
 
 
-def test_same_seed_gives_the_same_generations(smollm2):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_same_seed_gives_the_same_generations(smollm2, dtype):
     model, tokenizer, _ = smollm2
-    writer = llm.ChatQueryGenerator(model, tokenizer, name="smollm2-zero-shot", batch_size=4, seed=7)
+    writer = llm.ChatQueryGenerator(model, tokenizer, name="smollm2-zero-shot", batch_size=4, seed=7, dtype=dtype)
     first, second = writer.generate(TITLES, k=2), writer.generate(TITLES, k=2)
     assert first == second
     assert sum(len(q) for q in first) >= 4  # it writes something for most titles
     assert all(len(query.split()) <= 10 for queries in first for query in queries)
 
 
-def test_a_lora_step_on_four_examples_lowers_the_loss(smollm2, tmp_path):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_lora_step_on_four_examples_lowers_the_loss(smollm2, tmp_path, bf16):
     model, tokenizer, _ = smollm2
     adapted = llm.add_causal_lora(copy.deepcopy(model), rank=4)
     trainable = sum(p.numel() for p in adapted.parameters() if p.requires_grad)
     assert 0 < trainable < 0.01 * sum(p.numel() for p in adapted.parameters())
     merged, fit = llm.train_query_lora(adapted, tokenizer, TITLES, QUERIES, tmp_path, max_steps=4,
-                                       batch_size=4, learning_rate=2e-3, logging_steps=1)
+                                       batch_size=4, learning_rate=2e-3, logging_steps=1, bf16=bf16)
     history = fit.history
     assert len(history) == 4
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert all(p.dtype == torch.float32 for p in merged.parameters())  # mixed precision keeps fp32 weights
 
 
 def test_description_writer_writes_one_seeded_sentence_per_product(smollm2):

@@ -3,7 +3,8 @@ import pytest
 from ecomrec.config import PROFILES
 
 pytestmark = pytest.mark.smoke
-WRITERS = ("templates", "scratch_model_02", "SmolLM2_zero-shot", "SmolLM2_few-shot", "SmolLM2_LoRA", "SmolLM2_LoRA_int8")
+WRITERS = ("templates", "scratch_model_02", "SmolLM2_zero-shot", "SmolLM2_few-shot", "SmolLM2_LoRA", "SmolLM2_LoRA_float32",
+           "SmolLM2_LoRA_int8")
 ROWS = ("real", "templates_filtered", "scratch_model_filtered", "SmolLM2_LoRA_filtered", "real_plus_SmolLM2")
 
 
@@ -26,6 +27,9 @@ def test_every_writer_is_judged_against_real_queries(metrics):
             assert (0 <= value <= 100) if column == "chrF" else (0 <= value <= 1 + 1e-6), (writer, column, value)
         assert metrics[f"llm/test/{writer}/products_s"] > 0
         assert 0 < metrics[f"llm/test/{writer}/queries"] <= 2 * PROFILES["smoke"].llm_quality_products
+    for writer in ("SmolLM2_LoRA", "SmolLM2_LoRA_int8"):  # products/s against the fp32 writer's
+        assert metrics[f"llm/test/{writer}/speedup"] == pytest.approx(
+            metrics[f"llm/test/{writer}/products_s"] / metrics["llm/test/SmolLM2_LoRA_float32/products_s"])
 
 
 def test_equal_budget_rows_have_intervals_and_a_paired_delta(metrics):

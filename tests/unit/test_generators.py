@@ -4,8 +4,9 @@ import torch
 from ecomrec.augment.attributes import BrandLexicon
 from transformers.cache_utils import DynamicLayer
 
-from ecomrec.augment.generators import (LMQueryGenerator, PreallocatedLayer, TemplateGenerator, clean_generated,
-                                       distinct, first_line_ended, preallocated_cache, shared_prefix_length)
+from ecomrec.augment.generators import (GQA_DECODE, LMQueryGenerator, PreallocatedLayer, TemplateGenerator,
+                                       clean_generated, distinct, first_line_ended, for_generation, gqa_decode_attention,
+                                       preallocated_cache, shared_prefix_length)
 from ecomrec.models.lm import pair_dataset, small_gpt2, small_t5, train_lm, train_wordpiece_tokenizer
 
 PAIRS = [("Simpson Strong-Tie 12-Gauge Angle", "angle bracket"), ("Delta Vero Shower Faucet in Chrome", "shower faucet"),
@@ -199,6 +200,86 @@ def test_preallocated_layer_matches_a_concatenating_layer_without_reallocating()
 def test_a_full_attention_decoder_gets_a_preallocated_cache(tokenizer):
     cache = preallocated_cache(tiny_model("gpt2", tokenizer), 16)
     assert cache.layers and all(isinstance(layer, PreallocatedLayer) for layer in cache.layers)
+
+
+def reference_attention(query, key, value, readable):
+    """fp32 attention of one query position over `key`/`value` (grouped heads repeated), `readable`: bool mask."""
+    groups = query.shape[1] // key.shape[1]
+    key, value = (t.float().repeat_interleave(groups, dim=1) for t in (key, value))
+    out = torch.nn.functional.scaled_dot_product_attention(query.float(), key, value, attn_mask=readable)
+    return out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_gqa_decode_attention_reads_only_written_slots_and_matches_sdpa(masked):
+    torch.manual_seed(0)
+    layer = PreallocatedLayer(capacity=12)  # 7 slots written, 5 left unwritten (zeros) that must not be read
+    key, value = (torch.randn(3, 2, 7, 8, dtype=torch.bfloat16) for _ in range(2))
+    key, value = layer.update(key, value)
+    assert key.preallocated[0].shape[2] == 12
+    query = torch.randn(3, 6, 1, 8, dtype=torch.bfloat16)  # 6 query heads share 2 key/value heads
+    readable = torch.ones(3, 1, 1, 7, dtype=torch.bool)
+    readable[0, ..., :3] = False  # a left-padded row
+    mask = readable if masked else None
+    got, _ = gqa_decode_attention(None, query, key, value, mask)
+    want = reference_attention(query, key, value, readable if masked else None)
+    assert got.shape == (3, 1, 6, 8) and got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), want, atol=3e-2), (got.float() - want).abs().max()
+    unmasked_first_row = reference_attention(query, key, value, None)[0]
+    assert masked == (not torch.allclose(got[0].float(), unmasked_first_row, atol=3e-2))  # the padding mattered
+
+
+def tiny_llama(tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id)
+    return LlamaForCausalLM(config).eval()
+
+
+def test_for_generation_casts_a_copy_and_leaves_the_model_alone(tokenizer):
+    model = tiny_llama(tokenizer)
+    assert for_generation(model, torch.float32) is model and model.config._attn_implementation == "sdpa"
+    half = for_generation(model, torch.bfloat16)
+    assert half is not model and half.config._attn_implementation == GQA_DECODE
+    assert all(p.dtype == torch.bfloat16 for p in half.parameters())
+    assert all(p.dtype == torch.float32 for p in model.parameters()) and model.config._attn_implementation == "sdpa"
+    assert for_generation(half, torch.bfloat16) is half
+
+
+def test_bfloat16_decoding_with_gqa_decode_follows_sdpa(tokenizer):
+    model = tiny_llama(tokenizer)
+    ours = for_generation(model, torch.bfloat16)
+    theirs = for_generation(model, torch.bfloat16)
+    theirs.set_attn_implementation("sdpa")
+    ids = torch.tensor([[0, 0, 5, 9, 12], [7, 8, 9, 10, 11]])  # the first row left-padded
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1] * 5])
+    logits = {}
+    with torch.inference_mode():
+        for name, m in (("ours", ours), ("sdpa", theirs)):
+            cache, step_mask, rows = preallocated_cache(m, 16), mask, []
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = m(input_ids=ids, attention_mask=step_mask, position_ids=positions, past_key_values=cache, use_cache=True)
+            position = positions[:, -1:]
+            for token in (13, 14, 15):
+                step_mask, position = torch.cat([step_mask, torch.ones_like(step_mask[:, :1])], 1), position + 1
+                out = m(input_ids=torch.full((2, 1), token), attention_mask=step_mask, position_ids=position,
+                        past_key_values=cache, use_cache=True)
+                rows.append(out.logits[:, -1].float())
+            logits[name] = torch.stack(rows)
+    scale = logits["sdpa"].abs().max()
+    assert (logits["ours"] - logits["sdpa"]).abs().max() < 0.02 * scale
+
+
+def test_a_bfloat16_writer_is_seeded_and_parses(tokenizer):
+    first, second = (LMQueryGenerator(tiny_llama(tokenizer), tokenizer, name="tiny", seed=3, max_new_tokens=5,
+                                      dtype=torch.bfloat16) for _ in range(2))
+    titles = [p[0] for p in PAIRS[:3]]
+    out = first.generate(titles, 2)
+    assert out == second.generate(titles, 2) and len(out) == 3 and all(1 <= len(q) <= 2 for q in out)
+    assert next(first.model.parameters()).dtype == torch.bfloat16
 
 
 def test_bad_decoding_rejected(tokenizer):
