@@ -58,7 +58,7 @@ class Profile:
     bench_requests: int = 300  # requests of the load test run inside 07 (`make bench` sends 10,000)
     llm_lora_steps: int = 6  # SmolLM2 LoRA query-writer steps of batch 16 (04b)
     llm_quality_products: int = 16  # test products whose generated queries are judged against real ones (04b)
-    llm_products: int | None = 40  # Home Depot products the SmolLM2 LoRA writer covers on a CPU; None = all (04b)
+    llm_products: int | None = 80  # Home Depot products the SmolLM2 LoRA writer covers on a CPU; None = all (04b)
     llm_office_items: int | None = 24  # Office items given SmolLM2 queries and a description; None = all (04b)
 
 

@@ -368,9 +368,12 @@ office_generated.head(6)
 # pairs from one source per row**, where N = steps × batch, so every row sees each of its pairs once:
 # real train pairs; `02`'s template queries; `02`'s from-scratch model's queries (both after `02`'s
 # filter, over the whole catalogue); the SmolLM2 LoRA writer's filtered queries (section 5's subset); and
-# half real, half SmolLM2. If a pool is smaller than steps × batch, N shrinks for every row. Every model
-# ranks the whole catalogue for every test query; 95 % bootstrap intervals, and a paired bootstrap
-# against the real-only row.
+# half real, half SmolLM2. If a pool is smaller than steps × batch, N shrinks for every row. A pool with
+# fewer pairs than one batch cannot fill a single step of in-batch negatives: that row is left out of the
+# table, and the cell below says so with its pool size (in the smoke profile `02`'s from-scratch model has
+# had only a few dozen steps, and its filter may keep almost nothing). Every model ranks the whole
+# catalogue for every test query; 95 % bootstrap intervals, and a paired bootstrap against the real-only
+# row.
 
 # %%
 synthetic = pd.read_parquet(root / "augment" / "synthetic_queries_homedepot.parquet")
@@ -380,13 +383,23 @@ pools = {
     "scratch model (filtered)": synthetic[synthetic["keep"] & (synthetic["generator"] == "scratch-sample")],
     "SmolLM2 LoRA (filtered)": kept_lora,
 }
+for name, pool in pools.items():
+    reporting.record(f"llm/train/{reporting.metric_key(name)}/pool_pairs", len(pool))
+left_out = {name: len(pool) for name, pool in pools.items() if len(pool) < BATCH_SIZE}
+if "real" in left_out or "SmolLM2 LoRA (filtered)" in left_out:
+    raise RuntimeError(f"the equal-budget experiment needs at least one batch ({BATCH_SIZE}) of real and of SmolLM2 pairs; "
+                       f"pools: {({name: len(pool) for name, pool in pools.items()})}")
+pools = {name: pool for name, pool in pools.items() if name not in left_out}
 N = min(profile.biencoder_steps * BATCH_SIZE, *(len(p) for p in pools.values()))
 sources = {name: pool.sample(N, random_state=SEED) for name, pool in pools.items()}
 sources["real + SmolLM2"] = pd.concat([train_pairs.sample(N - N // 2, random_state=SEED), kept_lora.sample(N // 2, random_state=SEED)])
 reporting.record("llm/train/equal_budget/pairs_per_row", N)
 reporting.record("llm/train/equal_budget/steps", profile.biencoder_steps)
+reporting.record("llm/train/equal_budget/rows_left_out", len(left_out))
 print(f"N = {N:,} pairs per row, {profile.biencoder_steps} steps of batch {BATCH_SIZE}; pools: "
       + ", ".join(f"{name} {len(pool):,}" for name, pool in pools.items()))
+for name, size in left_out.items():
+    print(f"LEFT OUT: {name} — its pool has {size:,} pairs, fewer than one batch of {BATCH_SIZE}")
 
 # %%
 query_text = queries.set_index(C.COL_QUERY_ID)[C.COL_QUERY]

@@ -32,9 +32,21 @@ def test_every_writer_is_judged_against_real_queries(metrics):
             metrics[f"llm/test/{writer}/products_s"] / metrics["llm/test/SmolLM2_LoRA_float32/products_s"])
 
 
+BATCH = 32  # the notebook's bi-encoder batch: a pool under one batch is left out of the equal-budget table
+
+
 def test_equal_budget_rows_have_intervals_and_a_paired_delta(metrics):
-    assert metrics["llm/train/equal_budget/pairs_per_row"] >= 1
-    for row in ROWS:
+    n = metrics["llm/train/equal_budget/pairs_per_row"]
+    assert BATCH <= n <= PROFILES["smoke"].biencoder_steps * BATCH
+    pools = {row: metrics[f"llm/train/{row}/pool_pairs"] for row in ROWS if row != "real_plus_SmolLM2"}
+    assert pools["real"] >= n and pools["SmolLM2_LoRA_filtered"] >= n  # these two rows may never be left out
+    left_out = [row for row, size in pools.items() if size < BATCH]
+    assert metrics["llm/train/equal_budget/rows_left_out"] == len(left_out)
+    for row in left_out:  # no metrics for a row that was not trained
+        assert not any(key.startswith(f"llm/test/{row}/") for key in metrics), row
+    for row in (r for r in ROWS if r not in left_out):
+        if row in pools:
+            assert pools[row] >= n, row
         for metric in ("ndcg@10", "recall@100"):
             value = metrics[f"llm/test/{row}/{metric}"]
             assert metrics[f"llm/test/{row}/{metric}_ci_low"] <= value <= metrics[f"llm/test/{row}/{metric}_ci_high"]
@@ -42,7 +54,6 @@ def test_equal_budget_rows_have_intervals_and_a_paired_delta(metrics):
             delta = metrics[f"llm/test/{row}/ndcg@10_delta_diff"]
             assert metrics[f"llm/test/{row}/ndcg@10_delta_low"] <= delta <= metrics[f"llm/test/{row}/ndcg@10_delta_high"]
             assert delta == pytest.approx(metrics[f"llm/test/{row}/ndcg@10"] - metrics["llm/test/real/ndcg@10"], abs=1e-9)
-
 
 def test_scale_generation_doc2query_and_office_rows_are_recorded(metrics):
     assert metrics["llm/all/SmolLM2_LoRA/products"] == min(PROFILES["smoke"].llm_products, metrics["llm/all/untrained/products"])
