@@ -65,4 +65,9 @@ def test_scale_generation_doc2query_and_office_rows_are_recorded(metrics):
         assert 0 <= metrics[f"llm/test_bm25/{row}/ndcg@10"] <= 1
     for row in ("content", "content_plus_SmolLM2_queries", "content_plus_SmolLM2_description", "content_plus_both"):
         assert 0 <= metrics[f"llm/test/office_{row}/ndcg@10"] <= 1
+    changed = {row: metrics[f"llm/all/office_{row}/items_with_new_text"]
+               for row in ("content", "content_plus_SmolLM2_queries", "content_plus_SmolLM2_description", "content_plus_both")}
+    assert changed["content"] == 0  # only the covered items' texts (and embeddings) change
+    assert 0 < changed["content_plus_SmolLM2_queries"] <= changed["content_plus_both"] <= metrics["llm/all/office_items"]
+    assert changed["content_plus_SmolLM2_description"] <= changed["content_plus_both"]
     assert metrics["llm/all/smollm2/minutes"] > 0
