@@ -29,6 +29,8 @@ LORA_THRESHOLD = 2.67  # train pairs at or above this mean grade teach the LoRA 
 QUERIES_PER_PRODUCT = 2
 ROUND_TRIP_K = 10  # 02's filter: the source product must be in BM25's or MiniLM's top k for the query
 GEN_BATCH = 64  # products per generation batch
+LLM_PRODUCTS = None  # Home Depot products the LoRA writer covers; None: the profile's on a CPU (full: 5,000), all on CUDA
+LLM_OFFICE_ITEMS = None  # Office items given queries and a description; None: the profile's on a CPU (full: all), all on CUDA
 GEN_DTYPE = "auto"  # SmolLM2's precision for generation: "auto" (bfloat16 where the hardware has it natively), "float32", "bfloat16"
 BATCH_SIZE = 32  # bi-encoder batch, as in 04
 
@@ -310,8 +312,7 @@ precision.style.format("{:.3f}").format("{:.0f}", subset=["queries", "products"]
 # %%
 judged_in_train = set(frames["homedepot/judgments_train"][C.COL_PRODUCT_ID])
 untrained = products[~products[C.COL_PRODUCT_ID].isin(judged_in_train)]
-n_products = profile.llm_products if device == "cpu" else None  # on a GPU: every untrained product
-subset = untrained.sample(min(n_products or len(untrained), len(untrained)), random_state=SEED)
+subset = untrained.sample(llm.coverage(LLM_PRODUCTS, profile.llm_products, device, len(untrained)), random_state=SEED)
 reporting.record("llm/all/untrained/products", len(untrained))
 print(f"{len(untrained):,} of {len(products):,} products were never judged in train; the LoRA writer covers {len(subset):,}")
 start = time.perf_counter()
@@ -332,8 +333,8 @@ lora_frame["reason"].value_counts()
 
 # %%
 items = frames["office/items"].reset_index(drop=True)
-n_office = profile.llm_office_items if device == "cpu" else None  # on a GPU: every item
-office = items if n_office is None else items.sample(min(n_office, len(items)), random_state=SEED)
+n_office = llm.coverage(LLM_OFFICE_ITEMS, profile.llm_office_items, device, len(items))
+office = items if n_office == len(items) else items.sample(n_office, random_state=SEED)
 reporting.record("llm/all/office_items", len(office))
 first_sentence = items["description"].fillna("").map(llm.parse_sentence)
 described = items.assign(sentence=first_sentence)[first_sentence.str.split().str.len().between(8, 30)]

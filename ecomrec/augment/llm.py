@@ -135,6 +135,19 @@ def chat_prompt(tokenizer, examples: Sequence[tuple[str, str]] = (), instruction
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def coverage(requested: int | None, profile_default: int | None, device: str, available: int) -> int:
+    """How many products (or items) the SmolLM2 writers cover: `requested` if set (at most `available`);
+    otherwise the profile's number on a CPU, and everything (`available`) on an accelerator, where
+    generation is fast. `profile_default` None means everything as well."""
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(f"the number of products to cover must be a positive integer or None, got {requested!r}")
+        return min(requested, available)
+    if device != "cpu" or profile_default is None:
+        return available
+    return min(profile_default, available)
+
+
 def few_shot_examples(train_pairs: pd.DataFrame, k: int, seed: int, query_col: str = "query",
                       title_col: str = "title", split_col: str | None = None) -> list[tuple[str, str]]:
     """k (title, query) examples drawn from the train split only. If `split_col` is given, every row must

@@ -126,3 +126,22 @@ def test_chat_prompt_takes_another_instruction_and_rejects_a_bad_one():
         llm.chat_prompt(FakeChatTokenizer(), instruction="Describe {product}")
     with pytest.raises(ValueError, match="title"):
         llm.chat_prompt(FakeChatTokenizer(), instruction="no slot")
+
+
+@pytest.mark.parametrize("requested, profile_default, device, expected", [
+    (None, 5_000, "cpu", 5_000),      # the profile's subset on a CPU
+    (None, 5_000, "cuda", 11_491),    # the whole catalogue on CUDA
+    (None, None, "cpu", 11_491),      # a profile without a limit
+    (None, 20_000, "cpu", 11_491),    # never more than there is
+    (8_000, 5_000, "cpu", 8_000),     # the parameter wins, on any device
+    (8_000, 5_000, "cuda", 8_000),
+    (50_000, 5_000, "cpu", 11_491),
+])
+def test_coverage(requested, profile_default, device, expected):
+    assert llm.coverage(requested, profile_default, device, 11_491) == expected
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "5000", True])
+def test_coverage_refuses_a_bad_request(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        llm.coverage(bad, 5_000, "cpu", 11_491)
