@@ -15,6 +15,7 @@ PORT        ?= 8000
 ENCODER     ?= onnx-int8
 BENCH_REQUESTS ?= 10000
 BENCH_CONCURRENCY ?= 8
+WORKERS     ?=
 ENV_STAMP   := $(if $(filter $(VENV)/bin/python,$(PY)),$(VENV)/.installed,)
 KERNEL      ?= $(if $(ENV_STAMP),ecomrec,python3)
 
@@ -30,7 +31,7 @@ help:
 	@echo "make report [PROFILE=full|smoke]  environment + data + every notebook + $(REPORT_ROOT)/<profile>/index.html"
 	@echo "make test                         unit, data and smoke-notebook tests"
 	@echo "make data [PROFILE=...]           only the cleaned, split parquet files under $(ARTIFACT_DIR)/<profile>/data"
-	@echo "make serve [PROFILE=...]          the API on http://127.0.0.1:$(PORT) (after make report)"
+	@echo "make serve [PROFILE=...]          the API on http://127.0.0.1:$(PORT), one worker process per core (WORKERS=n)"
 	@echo "make bench [PROFILE=...]          loopback load test: $(BENCH_REQUESTS) requests, concurrency $(BENCH_CONCURRENCY)"
 	@echo "make lab                          JupyterLab on the paired notebooks"
 	@echo "make clean | distclean            remove generated reports/artifacts (| and the .venv)"
@@ -81,11 +82,11 @@ $(REPORT)/06_evaluation.html: $(REPORT)/04b_llm_synthesis.html $(REPORT)/05_hybr
 
 serve: $(ENV_STAMP)
 	ECOMREC_PROFILE=$(PROFILE) ECOMREC_ARTIFACT_DIR=$(ARTIFACT_DIR) ECOMREC_ENCODER=$(ENCODER) \
-	    $(PY) -m ecomrec.serve --port $(PORT)
+	    $(PY) -m ecomrec.serve --port $(PORT) $(if $(WORKERS),--workers $(WORKERS))
 
 bench: $(ENV_STAMP)
 	$(PY) -m ecomrec.serve.bench --profile $(PROFILE) --artifact-dir $(ARTIFACT_DIR) --report-dir $(REPORT_ROOT) \
-	    --requests $(BENCH_REQUESTS) --concurrency $(BENCH_CONCURRENCY) --encoder $(ENCODER)
+	    --requests $(BENCH_REQUESTS) --concurrency $(BENCH_CONCURRENCY) --encoder $(ENCODER) $(if $(WORKERS),--workers $(WORKERS))
 
 lab: $(ENV_STAMP)
 	$(PY) -m pip install -e ".[lab]"

@@ -307,26 +307,39 @@ pd.DataFrame({"before": before[C.COL_ITEM].map(lambda i: title[i][:55]).to_numpy
 #
 # How far can latency fall here at all? The bench also measures the CPU time the server and the load
 # generator (which shares the two cores) spend per request. With 8 requests always in flight, Little's
-# law gives a floor: mean latency ≥ 8 × (CPU ms per request) / 2 cores — whatever the server does with
-# its threads. A p95 can only be above the mean.
+# law gives a floor: mean latency ≥ 8 × (CPU ms per request) / 2 cores — however the server schedules its
+# work. A p95 can only be above the mean. So the CPU per request is what to cut, and the way the server
+# uses its cores decides how close the mean comes to that floor:
 #
-# So the CPU per request is what to cut, and three things cut it (measured with `make bench` on 2 cores):
-# the server runs uvicorn on uvloop with the httptools parser instead of asyncio and the pure-Python h11;
-# it limits the native thread pools (OpenBLAS, OpenMP, torch) to one thread, since requests already run
-# side by side and an idle pool spins between small calls (`one_thread_per_request`: server 5.0 → 3.2-3.5 CPU ms
-# per request); and the load generator is aiohttp, which needs 0.3 CPU ms per request where httpx needed 1.8
-# — CPU the server, sharing the cores, gets back. Together, with `make bench`: search p95 57-61 → 29-32 ms.
+# - uvicorn runs on uvloop with the httptools parser (not asyncio's loop and the pure-Python h11), and the
+#   load generator is aiohttp (a third of httpx's CPU per request, which the server, sharing the cores,
+#   gets back);
+# - **one worker process per core**, each answering one request at a time *on its event loop*: the
+#   endpoints are `async` and compute in place (a query embedding is ~2 ms of CPU). A single process
+#   with plain `def` endpoints would hand every request to a thread pool — a thread hop per request, and
+#   eight threads of one process queueing for the GIL;
+# - inside each worker the native thread pools (OpenBLAS, OpenMP, torch) are limited to one thread
+#   (`one_thread_per_worker`): a pool per worker only spins between small calls and burns the other
+#   worker's core;
+# - `/recommend` ranks with `recommend_one` (NumPy, no DataFrame per call).
+#
+# Below the same load runs twice: on one worker process, then on one per core (the `make serve` default).
 
 # %%
-bench_table = bench.run(PROFILE, ARTIFACT_DIR, requests=profile.bench_requests, concurrency=CONCURRENCY,
-                        encoder="onnx-int8", seed=SEED)
+bench_tables = {}
+for label, workers in (("one worker process", 1), (f"{bench.usable_cores()} worker processes (default)", None)):
+    bench_tables[label] = bench.run(PROFILE, ARTIFACT_DIR, requests=profile.bench_requests, concurrency=CONCURRENCY,
+                                    encoder="onnx-int8", seed=SEED, workers=workers)
+bench_one, bench_table = bench_tables.values()
+bench.record_table(bench_one, prefix="deploy/bench_one_worker")
 bench.record_table(bench_table)
-every = bench_table.loc["all"]
-print(f"search p95 {bench_table.loc['search', 'p95_ms']:.1f} ms (goal ≤ 30 ms); "
-      f"5xx {int(every['5xx'])}, failed {int(every['failed'])}")
-print(f"CPU per request: server {every['server_cpu_ms_per_request']:.1f} ms + load generator "
-      f"{every['client_cpu_ms_per_request']:.1f} ms on {int(every['cores'])} cores → Little's-law floor on the mean "
-      f"latency {every['latency_floor_ms']:.1f} ms; measured mean {every['mean_ms']:.1f} ms")
+for label, table in bench_tables.items():
+    every = table.loc["all"]
+    print(f"{label}: search p50/p95 {table.loc['search', 'p50_ms']:.1f} / {table.loc['search', 'p95_ms']:.1f} ms "
+          f"(goal p95 ≤ 30 ms); 5xx {int(every['5xx'])}, failed {int(every['failed'])}; CPU per request: server "
+          f"{every['server_cpu_ms_per_request']:.2f} ms + load generator {every['client_cpu_ms_per_request']:.2f} ms "
+          f"on {int(every['cores'])} cores → Little's-law floor on the mean {every['latency_floor_ms']:.1f} ms; "
+          f"measured mean {every['mean_ms']:.1f} ms; {every['requests_per_second']:.0f} requests/s")
 bench_table.style.format("{:,.1f}", subset=["p50_ms", "p95_ms", "p99_ms"])
 
 # %% [markdown]
@@ -353,6 +366,8 @@ finish("deploy", notebook_start)
 # 2. Put the cross-encoder behind `/search` (re-rank the top 20): what happens to p95 latency?
 # 3. Find the `ef_search` at which HNSW's NDCG@10 (not its recall) stops changing.
 # 4. Run `make bench BENCH_CONCURRENCY=1` and `=16`: how do throughput and p95 move, and why?
+# 5. Turn `/search` back into a plain `def` endpoint (FastAPI then runs it on a thread pool) and run
+#    `make bench WORKERS=1` and `WORKERS=2`: where does the server's CPU per request go?
 
 # %% [markdown]
 # ## Recorded results

@@ -111,16 +111,34 @@ class Recommender:
         out = []
         for start in range(0, len(users), batch):
             chunk = users[start:start + batch]
-            scores = self.masked_scores(chunk, exclude)
-            kk = min(k, scores.shape[1])
-            top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.lexsort((top, -top_scores), axis=1)
-            top, top_scores = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+            top, top_scores = _top_k(self.masked_scores(chunk, exclude), k)
+            kk = top.shape[1]
             out.append(pd.DataFrame({C.COL_USER: np.repeat(chunk, kk), C.COL_ITEM: self.items[top.ravel()],
                                      "score": top_scores.ravel(), "rank": np.tile(np.arange(1, kk + 1), len(chunk))}))
         recs = pd.concat(out, ignore_index=True)
         return recs[np.isfinite(recs["score"])].reset_index(drop=True)  # excluded items never come back
+
+    def recommend_one(self, user, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """`recommend([user], k)` as two arrays (item ids, scores), same items in the same order, without
+        building a DataFrame: the served API's path, where pandas' per-call overhead, not the scoring,
+        was most of a recommendation's time. KeyError for an unknown user."""
+        if k < 1:
+            raise ValueError("k must be positive")
+        if user not in self.user_index.index:
+            raise KeyError(f"unknown user {user!r}")
+        top, scores = _top_k(self.masked_scores([user]), k)
+        keep = np.isfinite(scores[0])  # excluded items never come back
+        return self.items[top[0][keep]], scores[0][keep]
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of users × items `scores`: the columns of the k highest, best first (ties by column), and
+    their scores."""
+    kk = min(k, scores.shape[1])
+    top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((top, -top_scores), axis=1)
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
 
 
 class Popularity(Recommender):

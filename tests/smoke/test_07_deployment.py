@@ -34,7 +34,13 @@ def test_hnsw_reaches_the_target_recall(metrics):
 
 
 def test_service_load_test_has_no_server_errors(metrics):
-    assert metrics["deploy/bench/all/5xx"] == 0 and metrics["deploy/bench/all/failed"] == 0
+    from ecomrec.serve.api import usable_cores
+
+    for prefix, workers in (("deploy/bench", usable_cores()), ("deploy/bench_one_worker", 1)):
+        assert metrics[f"{prefix}/all/workers"] == workers
+        assert metrics[f"{prefix}/all/5xx"] == 0 and metrics[f"{prefix}/all/failed"] == 0
+        assert metrics[f"{prefix}/search/2xx"] == metrics[f"{prefix}/search/requests"] > 0
+    assert 1 / usable_cores() <= metrics["deploy/bench/all/busiest_worker_cpu_share"] <= 1
     assert metrics["deploy/bench/bad_request/4xx"] == metrics["deploy/bench/bad_request/requests"] > 0
     assert metrics["deploy/bench/search/2xx"] == metrics["deploy/bench/search/requests"]
     assert metrics["deploy/bench/all/server_cpu_ms_per_request"] > 0

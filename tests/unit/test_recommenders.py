@@ -50,6 +50,24 @@ def test_history_is_excluded_and_extra_exclusions_apply():
     assert recs[C.COL_ITEM].tolist() == ["d", "e"] and recs["rank"].tolist() == [1, 2]
 
 
+@pytest.mark.parametrize("make", [lambda: M.Popularity(ITEMS), lambda: M.ItemKNN(ITEMS, shrinkage=0.0)])
+def test_recommend_one_gives_recommend_s_list_without_a_data_frame(make):
+    model = make().fit(TRAIN)
+    for user in TRAIN[C.COL_USER].unique():
+        for k in (1, 2, 5, 50):
+            expected = model.recommend([user], k=k)
+            items, scores = model.recommend_one(user, k=k)
+            # same items in the same order (ties in score broken by catalogue position), history left out
+            assert items.tolist() == expected[C.COL_ITEM].tolist(), (user, k)
+            np.testing.assert_allclose(scores, expected["score"].to_numpy())
+    items, scores = M.Popularity(ITEMS).fit(TRAIN).recommend_one("u3", k=5)  # u3 has seen a and b
+    assert items.tolist() == ["c", "d", "e"] and scores.tolist() == [4, 1, 1]  # d, e tied: catalogue order
+    with pytest.raises(KeyError, match="unknown user"):
+        model.recommend_one("nobody")
+    with pytest.raises(ValueError, match="positive"):
+        model.recommend_one("u1", k=0)
+
+
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="outside the catalogue"):
         M.Popularity(ITEMS).fit(events([("u1", "zz")]))

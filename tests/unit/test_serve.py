@@ -80,12 +80,12 @@ def test_odd_but_valid_text_is_served(client):
     assert client.get("/search?q=%ff%fe").status_code < 500  # bytes that are not UTF-8
 
 
-def test_one_thread_per_request_limits_every_native_pool():
+def test_one_thread_per_worker_limits_every_native_pool():
     # in a fresh process: the limits are process-wide and would slow the other tests down
     code = ("import numpy, torch, faiss\n"
-            "from ecomrec.serve.api import one_thread_per_request\n"
+            "from ecomrec.serve.api import one_thread_per_worker\n"
             "assert torch.get_num_threads() > 1 or __import__('os').cpu_count() == 1\n"
-            "pools = one_thread_per_request()\n"
+            "pools = one_thread_per_worker()\n"
             "assert {p['internal_api'] for p in pools} >= {'openblas'}, pools\n"
             "assert all(p['num_threads'] == 1 for p in pools), pools\n"
             "assert torch.get_num_threads() == 1\n")
@@ -94,7 +94,7 @@ def test_one_thread_per_request_limits_every_native_pool():
 
 def test_make_serve_runs_the_server_command_that_the_load_test_loads(monkeypatch):
     from ecomrec.serve import __main__ as serve_main
-    from ecomrec.serve.api import server_command
+    from ecomrec.serve.api import server_command, usable_cores
 
     calls = []
     monkeypatch.setattr(serve_main.os, "execv", lambda path, args: calls.append((path, args)))
@@ -103,3 +103,28 @@ def test_make_serve_runs_the_server_command_that_the_load_test_loads(monkeypatch
     assert path == command[0] and command == server_command(8123)
     assert command[command.index("--host") + 1] == "127.0.0.1" and command[command.index("--port") + 1] == "8123"
     assert {"uvloop", "httptools"} <= set(command) and "ecomrec.serve.api:app_from_env" in command
+    assert command[command.index("--workers") + 1] == str(usable_cores())  # one worker process per core
+
+
+def test_the_worker_count_can_be_set_and_must_be_positive(monkeypatch):
+    from ecomrec.serve import __main__ as serve_main
+    from ecomrec.serve.api import server_command
+
+    calls = []
+    monkeypatch.setattr(serve_main.os, "execv", lambda path, args: calls.append(args))
+    serve_main.main(["--workers", "3"])
+    assert calls[0][calls[0].index("--workers") + 1] == "3"
+    with pytest.raises(ValueError, match="positive"):
+        server_command(8000, workers=0)
+    with pytest.raises(SystemExit):
+        serve_main.main(["--workers", "0"])
+
+
+def test_endpoints_answer_on_the_event_loop_not_a_thread_pool(client):
+    # each worker process answers one request at a time in place (see the module docstring): an endpoint
+    # that became a plain `def` would go back to FastAPI's thread pool
+    import inspect
+
+    for route in client.app.routes:
+        if getattr(route, "path", "") in ("/search", "/recommend", "/similar", "/health"):
+            assert inspect.iscoroutinefunction(route.endpoint), route.path
