@@ -396,6 +396,7 @@ sources = {name: pool.sample(N, random_state=SEED) for name, pool in pools.items
 sources["real + SmolLM2"] = pd.concat([train_pairs.sample(N - N // 2, random_state=SEED), kept_lora.sample(N // 2, random_state=SEED)])
 reporting.record("llm/train/equal_budget/pairs_per_row", N)
 reporting.record("llm/train/equal_budget/steps", profile.biencoder_steps)
+reporting.record("llm/train/equal_budget/batch_size", BATCH_SIZE)
 reporting.record("llm/train/equal_budget/rows_left_out", len(left_out))
 print(f"N = {N:,} pairs per row, {profile.biencoder_steps} steps of batch {BATCH_SIZE}; pools: "
       + ", ".join(f"{name} {len(pool):,}" for name, pool in pools.items()))

@@ -102,7 +102,7 @@ checks.style.format({"ecomrec": "{:.4f}", "ranx": "{:.4f}", "difference": "{:.1e
 #
 # | axis | rows |
 # |---|---|
-# | augmentation | real pairs + S synthetic pairs from: attribute **templates**; the from-scratch **generator** (T5 sampling, unfiltered); the **generator + filter** (only queries that passed `02`'s round-trip filter). S is the same in all three rows. |
+# | augmentation | real pairs + S synthetic pairs from: attribute **templates**; the from-scratch **generator** (T5 sampling, unfiltered); the **generator + filter** (only queries that passed `02`'s round-trip filter). S is the same in all three rows; a source with fewer pairs than one batch is left out (and said so) rather than shrinking S for every row. |
 # | negatives | one explicit negative per real pair from `02`: **uniform**, **popularity**, **BM25-hard**, **dense-hard**, **adversarial** (one attribute swapped) |
 #
 # Δ is the paired bootstrap difference in NDCG@10 against the reference, on the same test queries.
@@ -116,7 +116,17 @@ synthetic = pd.read_parquet(root / "augment" / "synthetic_queries_homedepot.parq
 sources = {"templates": synthetic[synthetic["generator"] == "templates"],
            "generator": synthetic[synthetic["generator"] == "scratch-sample"],
            "generator + filter": synthetic[(synthetic["generator"] == "scratch-sample") & synthetic["keep"]]}
-S = min(len(train_pairs), *(len(f) for f in sources.values()))
+# a pool under one batch would add less than one step of data to each row, and setting S to its size would
+# turn every augmentation row into a copy of the reference: leave that source out, say so, keep S for the rest
+augmentation_left_out = {name: len(source) for name, source in sources.items() if len(source) < BATCH_SIZE}
+for name, source in sources.items():
+    reporting.record(f"eval/train/{reporting.metric_key('+ ' + name)}/pool_pairs", len(source))
+for name, size in augmentation_left_out.items():
+    print(f"LEFT OUT: + {name} — its pool has {size:,} pairs, fewer than one batch of {BATCH_SIZE}")
+sources = {name: source for name, source in sources.items() if name not in augmentation_left_out}
+reporting.record("eval/train/augmentation/rows_left_out", len(augmentation_left_out))
+reporting.record("eval/train/augmentation/batch_size", BATCH_SIZE)
+S = min(len(train_pairs), *(len(f) for f in sources.values())) if sources else 0
 rows = {"reference (real pairs)": Dataset.from_dict(real)}
 for name, source in sources.items():
     sample = source.sample(S, random_state=SEED)
@@ -350,6 +360,8 @@ for key, value in sorted(search_rows, key=lambda kv: kv[1]):
 lines += ["", "Ablations against real pairs with in-batch negatives only (paired Δ NDCG@10, 95% CI):", ""]
 for name, row in ablation.dropna(subset=["Δ"]).iterrows():
     lines.append(f"- {name}: {row['Δ']:+.3f} [{row['Δ low']:+.3f}, {row['Δ high']:+.3f}] — {verdict(row['Δ low'], row['Δ high'])}")
+for name, size in augmentation_left_out.items():
+    lines.append(f"- + {name}: left out — its pool had {size:,} pairs, under one batch")
 lines += ["", f"Training data from a pretrained LLM (SmolLM2-135M-Instruct, 04b): the same "
           f"{int(r04b['llm/train/equal_budget/pairs_per_row']):,} pairs and steps per row; paired Δ NDCG@10 against "
           "real pairs only (95% CI):", ""]

@@ -32,11 +32,9 @@ def test_every_writer_is_judged_against_real_queries(metrics):
             metrics[f"llm/test/{writer}/products_s"] / metrics["llm/test/SmolLM2_LoRA_float32/products_s"])
 
 
-BATCH = 32  # the notebook's bi-encoder batch: a pool under one batch is left out of the equal-budget table
-
-
 def test_equal_budget_rows_have_intervals_and_a_paired_delta(metrics):
     n = metrics["llm/train/equal_budget/pairs_per_row"]
+    BATCH = metrics["llm/train/equal_budget/batch_size"]  # a pool under one batch is left out of the table
     assert BATCH <= n <= PROFILES["smoke"].biencoder_steps * BATCH
     pools = {row: metrics[f"llm/train/{row}/pool_pairs"] for row in ROWS if row != "real_plus_SmolLM2"}
     assert pools["real"] >= n and pools["SmolLM2_LoRA_filtered"] >= n  # these two rows may never be left out
@@ -54,6 +52,7 @@ def test_equal_budget_rows_have_intervals_and_a_paired_delta(metrics):
             delta = metrics[f"llm/test/{row}/ndcg@10_delta_diff"]
             assert metrics[f"llm/test/{row}/ndcg@10_delta_low"] <= delta <= metrics[f"llm/test/{row}/ndcg@10_delta_high"]
             assert delta == pytest.approx(metrics[f"llm/test/{row}/ndcg@10"] - metrics["llm/test/real/ndcg@10"], abs=1e-9)
+
 
 def test_scale_generation_doc2query_and_office_rows_are_recorded(metrics):
     assert metrics["llm/all/SmolLM2_LoRA/products"] == min(PROFILES["smoke"].llm_products, metrics["llm/all/untrained/products"])

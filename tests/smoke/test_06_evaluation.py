@@ -1,8 +1,9 @@
 import pytest
 
 pytestmark = pytest.mark.smoke
-ROWS = ("plus_templates", "plus_generator", "plus_generator_plus_filter", "plus_uniform_negatives",
-        "plus_popularity_negatives", "plus_bm25-hard_negatives", "plus_dense-hard_negatives", "plus_adversarial_negatives")
+AUGMENTATION = ("plus_templates", "plus_generator", "plus_generator_plus_filter")
+NEGATIVES = ("plus_uniform_negatives", "plus_popularity_negatives", "plus_bm25-hard_negatives",
+             "plus_dense-hard_negatives", "plus_adversarial_negatives")
 
 
 @pytest.fixture(scope="module")
@@ -14,8 +15,20 @@ def test_metrics_agree_with_ranx(metrics):
     assert metrics["eval/test/bm25_vs_ranx/max_abs_difference"] < 1e-9
 
 
-def test_every_ablation_row_has_a_paired_interval(metrics):
-    for row in ROWS:
+def test_every_ablation_row_has_a_paired_interval(metrics, smoke_dirs):
+    batch = metrics["eval/train/augmentation/batch_size"]
+    pools = {row: metrics[f"eval/train/{row}/pool_pairs"] for row in AUGMENTATION}
+    left_out = [row for row, size in pools.items() if size < batch]  # under one batch: left out, and said so
+    assert metrics["eval/train/augmentation/rows_left_out"] == len(left_out)
+    trained = [row for row in AUGMENTATION if row not in left_out]
+    if trained:  # S synthetic pairs in every trained augmentation row: at least one batch, at most any pool
+        assert batch <= metrics["eval/train/augmentation/synthetic_pairs_per_row"] <= min(pools[r] for r in trained)
+    summary = (smoke_dirs["reports"] / "smoke" / "summary.md").read_text()
+    for row in left_out:
+        assert not any(key.startswith(f"eval/test/{row}/") for key in metrics), row
+        label = row.replace("plus_", "+ ", 1).replace("_plus_", " + ")
+        assert f"- {label}: left out" in summary, label
+    for row in (*trained, *NEGATIVES):
         low, diff, high = (metrics[f"eval/test/{row}/ndcg@10_delta{s}"] for s in ("_ci_low", "", "_ci_high"))
         assert low <= diff <= high, row
         assert 0 <= metrics[f"eval/test/{row}/ndcg@10"] <= 1
