@@ -184,8 +184,9 @@ def run(profile: str, artifact_dir: str, requests: int, concurrency: int, encode
     table.loc["all", "cores"] = cores
     table.loc["all", "workers"] = workers
     # how evenly the work spread: the busiest process's share of the server's CPU (1 / workers when even)
-    busiest = max(server_by_pid.values())
-    table.loc["all", "busiest_worker_cpu_share"] = busiest / server_cpu if server_cpu else float("nan")
+    # (with several workers, uvicorn's supervising process does no request work: it is not a worker)
+    worker_cpu = [cpu for pid, cpu in server_by_pid.items() if workers == 1 or pid != server.pid]
+    table.loc["all", "busiest_worker_cpu_share"] = max(worker_cpu) / sum(worker_cpu) if sum(worker_cpu) else float("nan")
     table.loc["all", "mean_ms"] = log["ms"].mean()
     table.loc["all", "latency_floor_ms"] = latency_floor_ms(concurrency, sum(per_request.values()), cores)
     return table
