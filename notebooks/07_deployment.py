@@ -321,7 +321,12 @@ pd.DataFrame({"before": before[C.COL_ITEM].map(lambda i: title[i][:55]).to_numpy
 # - inside each worker the native thread pools (OpenBLAS, OpenMP, torch) are limited to one thread
 #   (`one_thread_per_worker`): a pool per worker only spins between small calls and burns the other
 #   worker's core;
-# - `/recommend` ranks with `recommend_one` (NumPy, no DataFrame per call).
+# - `/recommend` ranks with `recommend_one` (NumPy, no DataFrame per call);
+# - the workers share one listening socket and a keep-alive connection stays with the worker that
+#   accepted it, so a burst of new connections can pile up on one worker while the other core idles.
+#   The server closes a connection after `KEEPALIVE_REQUESTS` requests (`CloseAfterRequests`); the
+#   client reconnects and the connection lands on whichever worker accepts it then. The table's
+#   `busiest_worker_cpu_share` (0.5 when two workers split the work evenly) shows how well that worked.
 #
 # Below the same load runs twice: on one worker process, then on one per core (the `make serve` default).
 

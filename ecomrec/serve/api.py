@@ -19,6 +19,15 @@ endpoints on FastAPI's thread pool cost 3.3-3.4 ms of server CPU per request in 
 2.7 ms; search p95 28-29 ms against 20-23 ms. The price: a worker busy with one request reads no other,
 so an endpoint must stay short (bounded inputs: k ≤ 100, queries ≤ 200 characters) — a slow one would
 stall every request queued on that worker.
+
+Keep-alive and balance: the workers share one listening socket, and a keep-alive connection stays with the
+worker that accepted it. A burst of new connections is often accepted by one worker alone (the first to
+wake takes every pending one), and then the other core idles for the whole run: measured under `make
+bench`, one worker did 100 % of the work and search p95 was 39 ms, against 28 ms when the split was even.
+So the server answers every `KEEPALIVE_REQUESTS`-th request of a connection with `Connection: close`
+(`CloseAfterRequests`, as nginx's `keepalive_requests`): the client reconnects, and the new connection goes
+to whichever worker accepts it then. Measured (stand-in artifacts, 3 runs each): 20 requests per connection
+kept the busiest worker at 50-51 % and search p95 at 24.7-28.5 ms; 5 cost more CPU in reconnects (p95 32.5).
 """
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time.
 
@@ -38,6 +47,7 @@ from ecomrec import config as C
 MAX_QUERY_CHARS = 200
 MAX_ID_CHARS = 64
 MAX_K = 100
+KEEPALIVE_REQUESTS = 20  # requests a keep-alive connection carries before the server closes it
 ENCODERS = ("onnx-int8", "onnx", "torch")
 # uvloop's event loop and httptools' HTTP parser (C) instead of asyncio's loop and h11 (pure Python): less
 # server CPU per request. `make serve` and `make bench` both serve through `server_command`.
@@ -150,13 +160,15 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def create_app(service: Service):
-    """The FastAPI application over a loaded `Service`."""
+def create_app(service: Service, keepalive_requests: int = KEEPALIVE_REQUESTS):
+    """The FastAPI application over a loaded `Service`; it closes a connection after `keepalive_requests`
+    requests (`CloseAfterRequests`)."""
     from fastapi import FastAPI, HTTPException, Query
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, Field, StrictStr
 
     app = FastAPI(title="ecomrec", description=__doc__.split("\n\n")[0])
+    app.add_middleware(CloseAfterRequests, requests=keepalive_requests)
     K = Annotated[int, Query(ge=1, le=MAX_K)]
     Id = Annotated[str, Query(min_length=1, max_length=MAX_ID_CHARS)]
 
@@ -202,6 +214,38 @@ def create_app(service: Service):
         return JSONResponse(status_code=400, content={"detail": "the request is not valid UTF-8"})
 
     return app
+
+
+class CloseAfterRequests:
+    """ASGI middleware: the `requests`-th response on one connection carries `Connection: close`, so the
+    client opens a new one, which any worker process may accept (see the module docstring: this keeps
+    keep-alive connections from staying piled on one worker). A connection is told apart by its client
+    address and port; counts of connections that went away early are dropped, oldest first, past
+    `max_tracked`."""
+
+    def __init__(self, app, requests: int = KEEPALIVE_REQUESTS, max_tracked: int = 4096):
+        if requests < 1:
+            raise ValueError(f"requests per connection must be positive, got {requests}")
+        self.app, self.requests, self.max_tracked = app, requests, max_tracked
+        self.counts: dict = {}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("client") is None:
+            return await self.app(scope, receive, send)
+        connection = tuple(scope["client"])
+        served = self.counts.pop(connection, 0) + 1  # popped and put back: the dict stays oldest-first
+        if served < self.requests:
+            self.counts[connection] = served
+            if len(self.counts) > self.max_tracked:
+                del self.counts[next(iter(self.counts))]
+            return await self.app(scope, receive, send)
+
+        async def send_closing(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        return await self.app(scope, receive, send_closing)
 
 
 def one_thread_per_worker() -> list[dict]:

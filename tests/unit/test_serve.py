@@ -128,3 +128,42 @@ def test_endpoints_answer_on_the_event_loop_not_a_thread_pool(client):
     for route in client.app.routes:
         if getattr(route, "path", "") in ("/search", "/recommend", "/similar", "/health"):
             assert inspect.iscoroutinefunction(route.endpoint), route.path
+
+
+def test_every_nth_response_of_a_connection_closes_it():
+    import asyncio
+
+    from ecomrec.serve.api import CloseAfterRequests
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = CloseAfterRequests(app, requests=3, max_tracked=2)
+
+    def closes(client) -> bool:
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(middleware({"type": "http", "client": client}, None, send))
+        assert sent[1]["body"] == b"ok"
+        return (b"connection", b"close") in sent[0]["headers"]
+
+    a, b = ("127.0.0.1", 50001), ("127.0.0.1", 50002)
+    assert [closes(a) for _ in range(3)] == [False, False, True]  # the 3rd request on a connection closes it
+    assert [closes(b), closes(a), closes(b), closes(b)] == [False, False, False, True]  # counted per connection
+    assert list(middleware.counts) == [a]  # b went back to zero; a has served 1 since it reconnected
+    closes(("127.0.0.1", 50003)), closes(("127.0.0.1", 50004))  # past max_tracked the oldest count is dropped
+    assert list(middleware.counts) == [("127.0.0.1", 50003), ("127.0.0.1", 50004)]
+    with pytest.raises(ValueError, match="positive"):
+        CloseAfterRequests(app, requests=0)
+
+
+def test_the_service_recycles_keep_alive_connections(client):
+    from ecomrec.serve.api import KEEPALIVE_REQUESTS
+
+    closing = [client.get("/health").headers.get("connection") == "close" for _ in range(2 * KEEPALIVE_REQUESTS)]
+    first, second = [i for i, close in enumerate(closing) if close]  # the test client is one connection
+    assert second - first == KEEPALIVE_REQUESTS
