@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     reporting.start("bench", Path(args.report_dir) / args.profile / "metrics")
     record_table(table)
     reporting.record("deploy/bench/all/concurrency", args.concurrency)
-    with pd.option_context("display.width", 140, "display.float_format", "{:,.1f}".format):
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.float_format", "{:,.1f}".format):
         print(table)
     bad = int(table.loc["all", "5xx"] + table.loc["all", "failed"])
     search_p95 = table.loc["search", "p95_ms"] if "search" in table.index else float("nan")
