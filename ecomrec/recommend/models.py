@@ -125,7 +125,7 @@ class Recommender:
         if k < 1:
             raise ValueError("k must be positive")
         if user not in self.user_index.index:
-            raise KeyError(f"unknown user {user!r}")
+            raise KeyError(f"unknown {C.COL_USER} {user!r}")
         top, scores = _top_k(self.masked_scores([user]), k)
         keep = np.isfinite(scores[0])  # excluded items never come back
         return self.items[top[0][keep]], scores[0][keep]

@@ -110,13 +110,15 @@ def latency_floor_ms(concurrency: int, cpu_ms_per_request: float, cores: int) ->
     return concurrency * cpu_ms_per_request / cores
 
 
+def _own_cpu_seconds(process) -> float:
+    """User + system CPU seconds of one process, its children not included."""
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 def _cpu_seconds(process) -> dict[int, float]:
     """CPU seconds by pid of a process and of its live children (uvicorn's worker processes)."""
-    seconds = {}
-    for proc in [process, *process.children(recursive=True)]:
-        times = proc.cpu_times()
-        seconds[proc.pid] = times.user + times.system
-    return seconds
+    return {proc.pid: _own_cpu_seconds(proc) for proc in [process, *process.children(recursive=True)]}
 
 
 def _wait_until_healthy(server, base_url: str, workers: int, timeout: float) -> None:
@@ -164,13 +166,13 @@ def run(profile: str, artifact_dir: str, requests: int, concurrency: int, encode
         _wait_until_healthy(server, base_url, workers, startup_timeout)
         _run_async(_fire(base_url, plan[: min(200, len(plan))], concurrency))  # warm-up, not counted
         server_process, client_process = psutil.Process(server.pid), psutil.Process()
-        server_before, client_cpu = _cpu_seconds(server_process), client_process.cpu_times()
+        # the client's own time only: the server is this process's child
+        server_before, client_before = _cpu_seconds(server_process), _own_cpu_seconds(client_process)
         start = time.perf_counter()
         log = _run_async(_fire(base_url, plan, concurrency))
         seconds = time.perf_counter() - start
         server_by_pid = {pid: cpu - server_before.get(pid, 0.0) for pid, cpu in _cpu_seconds(server_process).items()}
-        client_after = client_process.cpu_times()
-        client_cpu = client_after.user + client_after.system - client_cpu.user - client_cpu.system
+        client_cpu = _own_cpu_seconds(client_process) - client_before
     finally:
         server.terminate()
         server.wait(timeout=30)
