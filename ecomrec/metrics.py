@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ecomrec.config import SEED
+
 METRICS = ("ndcg", "recall", "precision", "mrr", "map", "hr")
 
 
@@ -59,7 +61,7 @@ def per_query_metrics(qrels: pd.DataFrame, run: pd.DataFrame, k: int = 10, query
     return pd.DataFrame(rows, columns=[query, *METRICS])
 
 
-def bootstrap_ci(values, n_resamples: int = 2_000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_ci(values, n_resamples: int = 2_000, confidence: float = 0.95, seed: int = SEED) -> tuple[float, float, float]:
     """Mean of `values` and its percentile-bootstrap confidence interval (resampling queries)."""
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
@@ -70,7 +72,7 @@ def bootstrap_ci(values, n_resamples: int = 2_000, confidence: float = 0.95, see
     return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-def paired_bootstrap(a, b, n_resamples: int = 2_000, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+def paired_bootstrap(a, b, n_resamples: int = 2_000, confidence: float = 0.95, seed: int = SEED) -> dict[str, float]:
     """Mean difference b − a over the same queries, its bootstrap interval, and a two-sided p-value.
 
     The p-value is the share of resampled differences on the other side of zero, doubled (capped at 1).

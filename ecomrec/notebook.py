@@ -3,9 +3,11 @@ load the prepared data; at the end, record its wall time and peak memory."""
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -13,6 +15,44 @@ import pandas as pd
 
 from ecomrec import config as C
 from ecomrec import reporting
+
+
+# Hugging Face libraries read these when they load (transformers' and datasets' bars go through huggingface_hub).
+QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+             "TRANSFORMERS_VERBOSITY": "error",
+             # no "process just got forked" notice when 07 starts the server (same speed here: measured 23.5 s
+             # for 3,000 titles either way)
+             "TOKENIZERS_PARALLELISM": "false",
+             # tqdm reads TQDM_* when it is imported: bars that do not say `disable=` explicitly stay off
+             # (sentence-transformers' "Computing widget examples", ...); the course's own bars do say it
+             "TQDM_DISABLE": "1"}
+# Warnings from inside the libraries about their own internals, harmless here (a learner can do nothing about
+# them): (message regex, category).
+LIBRARY_WARNINGS = [(r"`is_gradient_checkpointing` is deprecated", FutureWarning),
+                    (r"IProgress not found", Warning)]
+
+
+def quiet_libraries() -> None:
+    """Keep library noise off the lesson pages: no loading/saving bars from Hugging Face libraries, no
+    "IProgress not found" warning from tqdm's notebook detection, transformers' log at errors only. Call it
+    before those libraries are imported (the first line of a notebook's import cell); the course's own bars
+    (`ecomrec.progress`, on stdout) stay."""
+    if "tqdm.std" in sys.modules:
+        print("note: tqdm was imported before quiet_libraries(); library progress bars may still show")
+    os.environ.update(QUIET_ENV)
+    for message, category in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    import logging
+
+    for name in ("sentence_transformers", "transformers", "datasets", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # e.g. "Converting SentenceTransformer model … to CrossEncoder"
+    if "huggingface_hub" in sys.modules:  # already imported: switch its bars off directly
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+        sys.modules["transformers"].utils.logging.set_verbosity_error()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 class NotebookRun(NamedTuple):
@@ -27,16 +67,19 @@ class NotebookRun(NamedTuple):
 
 
 def begin(notebook: str, profile: str, seed: int, device: str, artifact_dir: str, report_dir: str,
-          subdir: str | None = None, needs: Sequence[str] = ()) -> NotebookRun:
+          subdir: str | None = None, needs: Sequence[str] = (), deterministic: bool = False) -> NotebookRun:
     """Seed everything, start recording `notebook`'s metrics under `<report_dir>/<profile>/metrics`, and load
-    the prepared data. `needs`: earlier notebooks whose recorded metrics this one reads (a clear error if
-    they have not run for this profile)."""
+    the prepared data. `needs`: earlier notebooks whose artifacts or metrics this one reads; each must have
+    completed (run to its last cell) for this profile and seed, else a clear error says what to run.
+    `deterministic`: on CUDA, deterministic kernels (`config.make_deterministic`; the DETERMINISTIC parameter)."""
     C.set_seeds(seed)
+    if deterministic and C.make_deterministic(C.resolve_device(device)):
+        print("deterministic CUDA kernels on (slower)")
     metrics_dir = Path(report_dir) / C.get_profile(profile).name / "metrics"
-    missing = [name for name in needs if not (metrics_dir / f"{name}.json").is_file()]
-    if missing:
-        raise FileNotFoundError(f"run {missing} for profile {profile!r} first (make report PROFILE={profile})")
+    check_completed(metrics_dir, needs, C.get_profile(profile).name, seed)
     reporting.start(notebook, metrics_dir)
+    _parameters.clear()
+    _parameters.update(profile=C.get_profile(profile).name, seed=seed)
     root = C.artifact_dir(artifact_dir, profile)
     out_dir = None
     if subdir is not None:
@@ -45,10 +88,25 @@ def begin(notebook: str, profile: str, seed: int, device: str, artifact_dir: str
     from ecomrec.data.prepare import load_prepared
 
     run = NotebookRun(C.get_profile(profile), C.resolve_device(device), root, out_dir,
-                      load_prepared(artifact_dir, profile), time.perf_counter())
+                      load_prepared(artifact_dir, profile, seed=seed), time.perf_counter())
     print(f"{notebook}: profile {run.profile.name}, device {run.device}"
           + (f", artifacts → {out_dir}" if out_dir is not None else ""))
     return run
+
+
+_parameters: dict[str, object] = {}  # this run's, for the completion marker `finish` writes
+
+
+def check_completed(metrics_dir: Path, needs: Sequence[str], profile: str, seed: int) -> None:
+    """Raise unless every notebook in `needs` completed under `metrics_dir` with this `seed`."""
+    for name in needs:
+        done = reporting.completion(metrics_dir, name)
+        if done is None:
+            raise FileNotFoundError(f"{name} has not completed for profile {profile!r} (it never ran, or its last run "
+                                    f"stopped early): run it first (make report PROFILE={profile})")
+        if done.get("seed") != seed:
+            raise ValueError(f"{name} last completed with seed {done.get('seed')}, this run uses seed {seed}: "
+                             f"run it again with SEED={seed} (make report PROFILE={profile} SEED={seed})")
 
 
 def peak_memory_gib() -> float:
@@ -63,4 +121,5 @@ def finish(task: str, start: float) -> None:
     wall, peak = time.perf_counter() - start, peak_memory_gib()
     reporting.record(f"{task}/all/notebook/seconds", wall)
     reporting.record(f"{task}/all/notebook/peak_memory_gib", peak)
+    reporting.complete(**_parameters)
     print(f"wall time {wall / 60:.1f} min; peak resident memory {peak:.2f} GiB")

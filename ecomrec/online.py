@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from ecomrec.config import SEED
+
 
 def ab_sample_size(lift: float, sd: float, alpha: float = 0.05, power: float = 0.8) -> int:
     """Users per arm to detect a difference `lift` in a metric with per-user standard deviation `sd`."""
@@ -74,7 +76,7 @@ def cascade_clicks(gains: Sequence[float], rng: np.random.Generator, max_gain: f
     return clicks
 
 
-def simulate_interleaving(rankings_a: dict, rankings_b: dict, gains: dict, k: int = 10, seed: int = 0,
+def simulate_interleaving(rankings_a: dict, rankings_b: dict, gains: dict, k: int = 10, seed: int = SEED,
                           impressions_per_query: int = 1,
                           click_model: Callable[[Sequence[float], np.random.Generator], list[int]] = cascade_clicks
                           ) -> pd.DataFrame:
@@ -107,7 +109,7 @@ def interleaving_preference(outcomes: pd.DataFrame) -> float:
 
 
 def impressions_to_detect(rankings_a: dict, rankings_b: dict, gains: dict, sizes: Sequence[int], k: int = 10,
-                          trials: int = 50, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+                          trials: int = 50, alpha: float = 0.05, seed: int = SEED) -> pd.DataFrame:
     """For each number of impressions, the share of simulated experiments in which a sign test on the
     decided impressions finds the true winner significant at level `alpha` (the interleaving's power)."""
     from scipy.stats import binomtest

@@ -2,7 +2,10 @@
 
 Keys are `<task>/<split>/<method>/<metric>` (at least three segments, e.g. `data/homedepot/judgments`,
 `search/test/bm25/ndcg@10`). A notebook calls `start()` once, then `record()` for every figure its prose
-states; values land in `<metrics_dir>/<notebook>.json`, which tests and the index page read.
+states; values land in `<metrics_dir>/<notebook>.json`, which tests and the index page read. Its last cell
+calls `complete()`, which writes `<metrics_dir>/<notebook>.complete`: a later notebook accepts this one's
+outputs only when that marker exists (`start` removes it, so a run that stopped early leaves none).
+Every write is atomic (`ecomrec.storage`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import numbers
 import re
 from pathlib import Path
 
+from ecomrec.storage import write_json_atomic, write_text_atomic
+
 _KEY = re.compile(r"^[A-Za-z0-9_.@+\-]+(/[A-Za-z0-9_.@+\-]+){2,}$")
+COMPLETE_SUFFIX = ".complete"
 _current: Path | None = None
 
 
@@ -24,9 +30,23 @@ def start(notebook: str, metrics_dir: str | Path) -> Path:
     global _current
     path = Path(metrics_dir) / f"{notebook}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("{}\n")
+    path.with_suffix(COMPLETE_SUFFIX).unlink(missing_ok=True)  # until this run completes, it has not
+    write_json_atomic(path, {})
     _current = path
     return path
+
+
+def complete(**parameters: object) -> Path:
+    """Mark the current notebook's run as finished (its last cell), with the parameters it ran under."""
+    if _current is None:
+        raise RuntimeError("call ecomrec.reporting.start(notebook, metrics_dir) before complete()")
+    return write_json_atomic(_current.with_suffix(COMPLETE_SUFFIX), {"notebook": _current.stem, **parameters})
+
+
+def completion(metrics_dir: str | Path, notebook: str) -> dict | None:
+    """The parameters `notebook` last completed with under `metrics_dir`, or None when it has not completed."""
+    path = Path(metrics_dir) / f"{notebook}{COMPLETE_SUFFIX}"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def record(key: str, value: float | int) -> float | int:
@@ -40,7 +60,7 @@ def record(key: str, value: float | int) -> float | int:
     value = int(value) if isinstance(value, numbers.Integral) else float(value)
     metrics = json.loads(_current.read_text())
     metrics[key] = value
-    _current.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(_current, metrics)
     return value
 
 
@@ -66,7 +86,7 @@ def build_index(report_dir: str | Path) -> Path:
     """Write `<report_dir>/index.html`: a link to every rendered notebook and its recorded metrics."""
     report_dir = Path(report_dir)
     metrics = load_metrics(report_dir / "metrics")
-    pages = sorted(p.stem for p in report_dir.glob("[0-9][0-9]_*.html"))
+    pages = sorted(p.stem for p in report_dir.glob("[0-9][0-9]*_*.html"))  # 04b_… too
     esc = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ecomrec report — {esc(report_dir.name)}</title>",
              "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
@@ -75,17 +95,18 @@ def build_index(report_dir: str | Path) -> Path:
     parts += [f"<li><a href='{esc(p)}.html'>{esc(p)}</a> (<a href='{esc(p)}.ipynb'>ipynb</a>)</li>" for p in pages]
     parts.append("</ul>")
     summary = report_dir / "summary.md"
-    if summary.is_file():  # written by 06_evaluation: the final tables, as plain Markdown
-        parts.append(f"<h2>Summary (<a href='summary.md'>summary.md</a>)</h2><pre>{esc(summary.read_text())}</pre>")
+    if summary.is_file():  # written by 06_evaluation: the final tables, in Markdown, shown as HTML tables
+        from markdown_it import MarkdownIt
+
+        rendered = MarkdownIt("commonmark", {"html": False}).enable("table").render(summary.read_text())
+        parts.append(f"<h2>Summary (<a href='summary.md'>summary.md</a>)</h2>{rendered}")
     parts.append("<h2>Recorded metrics</h2>")
     for notebook, values in metrics.items():
         parts.append(f"<h3>{esc(notebook)}</h3><table><tr><th>key</th><th>value</th></tr>")
         parts += [f"<tr><td><code>{esc(k)}</code></td><td class='n'>{_fmt(v)}</td></tr>" for k, v in values.items()]
         parts.append("</table>")
     parts.append("</body></html>\n")
-    out = report_dir / "index.html"
-    out.write_text("\n".join(parts))
-    return out
+    return write_text_atomic(report_dir / "index.html", "\n".join(parts))
 
 
 def main(argv: list[str] | None = None) -> None:

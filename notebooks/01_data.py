@@ -26,6 +26,10 @@ REPORT_DIR = "reports"
 DEVICE = "auto"
 
 # %%
+from ecomrec.notebook import quiet_libraries
+
+quiet_libraries()  # first, before the libraries load: no loading bars or widget warnings on the page
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -232,4 +236,5 @@ rec_splits
 # index and the tests read.
 
 # %%
+reporting.complete(profile=PROFILE, seed=SEED)  # later notebooks accept this run's data only once it got here
 pd.Series(reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")["01_data"], name="value", dtype=object).to_frame()

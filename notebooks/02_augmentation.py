@@ -21,6 +21,7 @@ DATA_DIR = ""
 ARTIFACT_DIR = "artifacts"
 REPORT_DIR = "reports"
 DEVICE = "auto"
+DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
 QUERIES_PER_PRODUCT = 3
 ROUND_TRIP_K = 10
 POPULARITY_ALPHA = 0.75
@@ -28,6 +29,10 @@ DENSE_MARGIN = 0.05
 SEQUENCE_VIEWS = 2
 
 # %%
+from ecomrec.notebook import quiet_libraries
+
+quiet_libraries()  # first, before the libraries load: no loading bars or widget warnings on the page
+
 import time
 
 import matplotlib.pyplot as plt
@@ -36,7 +41,7 @@ import pandas as pd
 
 from ecomrec import config as C
 from ecomrec import reporting
-from ecomrec.notebook import begin
+from ecomrec.notebook import begin, finish
 from ecomrec.augment import negatives as neg
 from ecomrec.augment.attributes import BrandLexicon
 from ecomrec.augment.filters import explode_generated, filter_queries, keep_rates
@@ -47,8 +52,11 @@ from ecomrec.data.pairs import RELEVANT, judged_pairs, office_item_text
 from ecomrec.models.encoders import load_minilm
 from ecomrec.models.lm import pair_dataset, small_t5, train_lm, train_wordpiece_tokenizer
 from ecomrec.models.search import BM25Index, DenseIndex, encode
+from ecomrec.storage import atomic_path, save_array, save_parquet
 
-profile, device, root, out_dir, frames, notebook_start = begin("02_augmentation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "augment")
+profile, device, root, out_dir, frames, notebook_start = begin(
+    "02_augmentation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "augment",
+    needs=("01_data",), deterministic=DETERMINISTIC)
 pd.set_option("display.max_colwidth", 80)
 pd.set_option("display.width", 200)
 
@@ -209,8 +217,8 @@ all_products = frames["homedepot/products"]
 product_embeddings = encode(encoder, all_products[C.COL_TITLE].tolist(), progress=True)
 item_embeddings = encode(encoder, items["text"].tolist())
 embedding_seconds = time.perf_counter() - start
-np.save(out_dir / "minilm_homedepot_products.npy", product_embeddings)
-np.save(out_dir / "minilm_office_items.npy", item_embeddings)
+save_array(out_dir / "minilm_homedepot_products.npy", product_embeddings)  # atomic, as every artifact here
+save_array(out_dir / "minilm_office_items.npy", item_embeddings)
 reporting.record("augment/all/minilm/texts_per_second", (len(all_products) + len(items)) / embedding_seconds)
 indexes = {
     "homedepot": (BM25Index(all_products[C.COL_PRODUCT_ID], all_products[C.COL_TITLE]),
@@ -300,8 +308,8 @@ pd.DataFrame({
 
 # %%
 for catalogue, group in filtered.groupby("catalogue"):  # product ids are ints for Home Depot, ASINs for Office
-    group.astype({C.COL_PRODUCT_ID: type(group[C.COL_PRODUCT_ID].iloc[0])}).to_parquet(
-        out_dir / f"synthetic_queries_{catalogue}.parquet", index=False)
+    save_parquet(group.astype({C.COL_PRODUCT_ID: type(group[C.COL_PRODUCT_ID].iloc[0])}),
+                 out_dir / f"synthetic_queries_{catalogue}.parquet")
 counts = filtered.groupby(["catalogue", "generator"])["keep"].agg(["size", "sum"]).rename(columns={"size": "generated", "sum": "kept"})
 for (catalogue, generator), row in counts.iterrows():
     reporting.record(f"augment/{catalogue}/{generator}/queries_generated", int(row["generated"]))
@@ -371,7 +379,8 @@ for strategy in list(picked) + ["adversarial"]:
     dataset = neg.triplets(rows[C.COL_QUERY].tolist(), rows[C.COL_TITLE].tolist(), negative_text[ok].tolist(),
                            source=rows["source"].tolist(), generator=rows["generator"].tolist(),
                            filter_score=rows["filter_score"].tolist(), negative_strategy=strategy)
-    dataset.save_to_disk(str(out_dir / "triplets" / strategy))
+    with atomic_path(out_dir / "triplets" / strategy) as folder:
+        dataset.save_to_disk(str(folder))
     triplet_counts[strategy] = len(dataset)
     rows_probed = probe[ok[probe]]
     if strategy == "adversarial":  # new texts: embed them; catalogue negatives reuse the embeddings above
@@ -416,9 +425,9 @@ pd.DataFrame({"query": anchors.loc[example, C.COL_QUERY], "positive": anchors.lo
 # %%
 loo_train = frames["office/loo_train"]
 views = augment_sequences(loo_train, SEQUENCE_VIEWS, rng)
-views.to_parquet(out_dir / "sequence_views.parquet", index=False)
+save_parquet(views, out_dir / "sequence_views.parquet")
 cold = cold_item_interactions(loo_train, items[C.COL_ITEM].tolist(), item_embeddings)
-cold.to_parquet(out_dir / "cold_item_interactions.parquet", index=False)
+save_parquet(cold, out_dir / "cold_item_interactions.parquet")
 train_counts = loo_train[C.COL_ITEM].value_counts().reindex(items[C.COL_ITEM], fill_value=0)
 n_cold = int((train_counts <= 5).sum())
 reporting.record("augment/train/sequence_views/sequences", len(views))
@@ -456,4 +465,5 @@ cold.head(5).assign(cold_item=lambda f: f[C.COL_ITEM].map(title_by_item),
 # ## Recorded results
 
 # %%
+finish("augment", notebook_start)
 pd.Series(reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")["02_augmentation"], name="value", dtype=object).to_frame()

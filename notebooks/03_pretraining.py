@@ -21,10 +21,14 @@ DATA_DIR = ""
 ARTIFACT_DIR = "artifacts"
 REPORT_DIR = "reports"
 DEVICE = "auto"
+DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
 USE_SYNTHETIC = True  # add 02's kept synthetic queries to the training corpus
 MAX_LENGTH = 64
 
 # %%
+from ecomrec.notebook import quiet_libraries
+
+quiet_libraries()  # first, before the libraries load: no loading bars or widget warnings on the page
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -37,7 +41,9 @@ from ecomrec.models import mlm
 from ecomrec.models.encoders import minilm_tokenizer
 from ecomrec.models.lm import train_wordpiece_tokenizer
 
-profile, device, root, out_dir, frames, notebook_start = begin("03_pretraining", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "pretrain")
+profile, device, root, out_dir, frames, notebook_start = begin(
+    "03_pretraining", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "pretrain",
+    needs=("02_augmentation",), deterministic=DETERMINISTIC)
 
 # %% [markdown]
 # ## 1. The corpus

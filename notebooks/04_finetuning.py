@@ -21,12 +21,17 @@ DATA_DIR = ""
 ARTIFACT_DIR = "artifacts"
 REPORT_DIR = "reports"
 DEVICE = "auto"
+DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
 BATCH_SIZE = 32
 HARD_NEGATIVES = "dense-hard"  # which of 02's triplet sets adds explicit negatives
 RERANK_DEPTH = 100
 LORA_RANK = 8
 
 # %%
+from ecomrec.notebook import quiet_libraries
+
+quiet_libraries()  # first, before the libraries load: no loading bars or widget warnings on the page
+
 import time
 
 import matplotlib.pyplot as plt
@@ -45,8 +50,11 @@ from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import load_minilm, minilm_path, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.serve.export import ParallelOnnxCrossEncoder, encode_with_onnx
+from ecomrec.storage import atomic_path, save_array
 
-profile, device, root, out_dir, frames, notebook_start = begin("04_finetuning", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "finetune")
+profile, device, root, out_dir, frames, notebook_start = begin(
+    "04_finetuning", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "finetune",
+    needs=("02_augmentation", "03_pretraining"), deterministic=DETERMINISTIC)
 
 # %% [markdown]
 # ## 1. Protocol
@@ -286,7 +294,8 @@ cross = CrossEncoder(str(minilm_path()), num_labels=1, max_length=64, device=dev
 cross_fit = R.train_cross_encoder(cross, cross_data, out_dir / "cross_checkpoints", max_steps=profile.cross_steps,
                                   batch_size=BATCH_SIZE, learning_rate=5e-5, seed=SEED, device=device,
                                   logging_steps=max(1, profile.cross_steps // 25))
-cross.save(str(out_dir / "cross_encoder"))
+with atomic_path(out_dir / "cross_encoder") as folder:  # atomic: 07 never loads half a model
+    cross.save(str(folder))
 valid_judgments = frames["homedepot/judgments_valid"]
 
 
@@ -414,27 +423,30 @@ print(delta("MiniLM + MNRL", against="MiniLM zero-shot"))
 #
 # Aggregate metrics hide specific failures. On the bi-encoder with the best valid NDCG@10 and test pairs
 # (query, a highly relevant product) we check:
-# **case** — upper-casing the query must not move the score; **typo** — dropping one letter of the
-# longest word must not push the product down among the query's judged products; **brand** — prefixing
+# **plural** — flipping the last word's number ("drill bit" ↔ "drill bits"), **units** — swapping a unit's
+# abbreviation and its spelling ("1/2 in." ↔ "1/2 inch"), and **typo** — dropping one letter of the longest
+# word must each not push the product down among the query's judged products (upper-casing would be no
+# test here: every tokenizer in this course lower-cases, so it cannot fail); **brand** — prefixing
 # the product's own brand (parsed from its title) must not lower its score; **minimum functionality** —
 # ten hand-written queries must score their product above an unrelated one.
 
 # %%
 best_name, checked = best
-checked.save(str(out_dir / "biencoder_best"))
-np.save(out_dir / "biencoder_best_catalogue.npy", catalogues[best_name])
+with atomic_path(out_dir / "biencoder_best") as folder:
+    checked.save(str(folder))
+save_array(out_dir / "biencoder_best_catalogue.npy", catalogues[best_name])
 top_test = judged_pairs(frames, "test", 3.0).drop_duplicates(C.COL_QUERY_ID)
 top_test = top_test.sample(min(profile.behaviour_queries, len(top_test)), random_state=SEED)  # seeded, bounds the cost
 reporting.record("search/test/behaviour/queries", len(top_test))
 candidates_of = frames["homedepot/judgments_test"].groupby(C.COL_QUERY_ID)[C.COL_PRODUCT_ID].agg(list)
 lexicon = BrandLexicon(min_products=10).fit(titles)
-typo_rows = []
+rewrite_rows = []
 for query_id, group in top_test.groupby(C.COL_QUERY_ID):
     candidates = [title_of[p] for p in candidates_of[query_id]]
-    typo_rows.append(behaviour.invariance_checks(checked, group[C.COL_QUERY].tolist(), group[C.COL_TITLE].tolist(),
-                                                 candidates))
+    rewrite_rows.append(behaviour.invariance_checks(checked, group[C.COL_QUERY].tolist(), group[C.COL_TITLE].tolist(),
+                                                    candidates))
 brands = [parse_attributes(t, lexicon).brand for t in top_test[C.COL_TITLE]]
-checks = pd.concat(typo_rows + [behaviour.brand_checks(checked, top_test[C.COL_QUERY].tolist(),
+checks = pd.concat(rewrite_rows + [behaviour.brand_checks(checked, top_test[C.COL_QUERY].tolist(),
                                                        top_test[C.COL_TITLE].tolist(), brands),
                                 behaviour.minimum_functionality(checked)], ignore_index=True)
 summary = checks.groupby("check")["passed"].agg(["size", "mean"]).rename(columns={"size": "cases", "mean": "pass rate"})

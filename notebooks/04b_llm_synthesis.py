@@ -23,6 +23,7 @@ DATA_DIR = ""
 ARTIFACT_DIR = "artifacts"
 REPORT_DIR = "reports"
 DEVICE = "auto"
+DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
 FEW_SHOT_K = 3  # (title → real train query) examples in the few-shot prompt
 LORA_RANK = 8
 LORA_THRESHOLD = 2.67  # train pairs at or above this mean grade teach the LoRA writer
@@ -35,8 +36,13 @@ GEN_DTYPE = "auto"  # SmolLM2's precision for generation: "auto" (bfloat16 where
 BATCH_SIZE = 32  # bi-encoder batch, as in 04
 
 # %%
+from ecomrec.notebook import quiet_libraries
+
+quiet_libraries()  # first, before the libraries load: no loading bars or widget warnings on the page
+
 import copy
 import time
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -60,9 +66,11 @@ from ecomrec.notebook import begin, finish
 from ecomrec.recommend import models as M
 from ecomrec.recommend.evaluate import rank_metrics, target_ranks
 from ecomrec.serve.export import encode_with_onnx
+from ecomrec.storage import save_parquet
 
-profile, device, root, out_dir, frames, notebook_start = begin("04b_llm_synthesis", PROFILE, SEED, DEVICE, ARTIFACT_DIR,
-                                                               REPORT_DIR, "llm", needs=("02_augmentation",))
+profile, device, root, out_dir, frames, notebook_start = begin(
+    "04b_llm_synthesis", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "llm",
+    needs=("02_augmentation",), deterministic=DETERMINISTIC)
 llm_seconds = {}  # seconds of every SmolLM2 stage: the full profile's budget is 25 min on 2 CPU cores
 if GEN_DTYPE not in ("auto", "float32", "bfloat16"):
     raise ValueError(f"GEN_DTYPE must be 'auto', 'float32' or 'bfloat16', got {GEN_DTYPE!r}")
@@ -267,6 +275,8 @@ pd.DataFrame({
 # weights as loaded), bf16 (where this machine generates in bf16, that is section 3's row) and dynamic
 # int8 (`torch.ao.quantization.quantize_dynamic` stores every `nn.Linear` weight of the fp32 model in
 # int8 and quantizes activations on the fly; CPU only). How much faster than fp32, and how much worse?
+# (`torch.ao.quantization` is deprecated in favour of the separate `torchao` package, which this course does
+# not install; it still works in torch 2.13, and the cell below silences only those notices.)
 
 
 # %%
@@ -284,7 +294,10 @@ def lora_precision_row(model, label: str, on: str) -> pd.DataFrame:
 gen_label = str(gen_dtype).removeprefix("torch.")
 as_generated = quality.loc[["SmolLM2 LoRA"]].rename(index={"SmolLM2 LoRA": f"SmolLM2 LoRA {gen_label}"})
 rows = [as_generated] if gen_dtype == torch.float32 else [lora_precision_row(lora_model, "float32", device), as_generated]
-int8_model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(lora_model), {torch.nn.Linear}, dtype=torch.qint8)
+with warnings.catch_warnings():  # the deprecation notices of torch.ao.quantization and its quantized tensors
+    warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="torch.quantize_per_tensor", category=UserWarning)
+    int8_model = torch.ao.quantization.quantize_dynamic(copy.deepcopy(lora_model), {torch.nn.Linear}, dtype=torch.qint8)
 precision = pd.concat(rows + [lora_precision_row(int8_model, "int8", "cpu")])
 for label in ("float32", "int8"):
     for column, value in precision.loc[f"SmolLM2 LoRA {label}"].items():
@@ -322,7 +335,7 @@ start = time.perf_counter()
 lora_frame = filter_queries(explode_generated(subset[C.COL_PRODUCT_ID].to_numpy(), subset[C.COL_TITLE].tolist(), scale_out,
                                               "SmolLM2 LoRA"), bm25, dense, minilm, k=ROUND_TRIP_K)
 llm_seconds["Home Depot subset, filter"] = time.perf_counter() - start
-lora_frame.to_parquet(out_dir / "smollm2_queries_homedepot.parquet", index=False)
+save_parquet(lora_frame, out_dir / "smollm2_queries_homedepot.parquet")
 kept_lora = lora_frame[lora_frame["keep"]]
 reporting.record("llm/all/SmolLM2_LoRA/products", len(subset))
 reporting.record("llm/all/SmolLM2_LoRA/products_per_second", len(subset) / llm_seconds["Home Depot subset, LoRA writer"])
@@ -351,7 +364,7 @@ llm_seconds["Office items, descriptions"] = time.perf_counter() - start
 office_generated = pd.DataFrame({C.COL_ITEM: office[C.COL_ITEM].to_numpy(), C.COL_TITLE: office[C.COL_TITLE].to_numpy(),
                                  "queries": ["; ".join(q) for q in office_queries],
                                  "description": [s[0] if s else "" for s in office_sentences]})
-office_generated.to_parquet(out_dir / "smollm2_office.parquet", index=False)
+save_parquet(office_generated, out_dir / "smollm2_office.parquet")
 no_description = float((items["description"].fillna("").str.strip() == "").mean())
 reporting.record("llm/all/office/no_description_share", no_description)
 print(f"{no_description:.0%} of the Office items have no description")

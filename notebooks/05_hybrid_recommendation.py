@@ -22,12 +22,17 @@ DATA_DIR = ""
 ARTIFACT_DIR = "artifacts"
 REPORT_DIR = "reports"
 DEVICE = "auto"
+DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
 K = 10
 CANDIDATE_DEPTH = 50
 COLD_MAX_INTERACTIONS = 5
 SHORT_HISTORY = 5
 
 # %%
+from ecomrec.notebook import quiet_libraries
+
+quiet_libraries()  # first, before the libraries load: no loading bars or widget warnings on the page
+
 import time
 
 import matplotlib.pyplot as plt
@@ -46,7 +51,9 @@ from ecomrec.recommend.evaluate import rank_metrics, ranks_from_lists, target_ra
 from ecomrec.recommend.fusion import LearnedFusion, candidate_features
 from ecomrec.recommend.sasrec import SASRec
 
-profile, device, root, _, frames, notebook_start = begin("05_hybrid_recommendation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR)
+profile, device, root, _, frames, notebook_start = begin(
+    "05_hybrid_recommendation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR,
+    needs=("02_augmentation", "04_finetuning"), deterministic=DETERMINISTIC)
 pd.set_option("display.max_colwidth", 70)
 
 # %% [markdown]

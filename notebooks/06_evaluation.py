@@ -19,11 +19,16 @@ DATA_DIR = ""
 ARTIFACT_DIR = "artifacts"
 REPORT_DIR = "reports"
 DEVICE = "auto"
+DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
 BATCH_SIZE = 32
 ALPHA = 0.05
 POWER = 0.8
 
 # %%
+from ecomrec.notebook import quiet_libraries
+
+quiet_libraries()  # first, before the libraries load: no loading bars or widget warnings on the page
+
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -41,8 +46,12 @@ from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import load_minilm, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.serve.export import encode_with_onnx
+from ecomrec.storage import write_text_atomic
 
-profile, device, root, out_dir, frames, notebook_start = begin("06_evaluation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "evaluation", needs=("04_finetuning", "04b_llm_synthesis", "05_hybrid_recommendation"))
+profile, device, root, out_dir, frames, notebook_start = begin(
+    "06_evaluation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "evaluation",
+    needs=("04_finetuning", "04b_llm_synthesis", "05_hybrid_recommendation", "07_deployment"),
+    deterministic=DETERMINISTIC)
 recorded = reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")
 
 # %% [markdown]
@@ -391,7 +400,7 @@ if "07_deployment" in recorded:
         if f"{key}/batch1_p95_ms" in r07:
             lines.append(f"- {version.replace('_', ' ')}: {r07[f'{key}/batch1_p95_ms']:.1f} ms, {r07[f'{key}/ndcg@10']:.3f}")
 summary = Path(REPORT_DIR) / PROFILE / "summary.md"
-summary.write_text("\n".join(lines) + "\n")
+write_text_atomic(summary, "\n".join(lines) + "\n")
 print(summary.read_text())
 
 # %% [markdown]

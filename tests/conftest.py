@@ -11,14 +11,16 @@ from fixture_files import write_homedepot, write_office
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    """A data directory in the shared layout, with SHA256SUMS manifests so checksum checks pass."""
-    from ecomrec.data.download import record_checksum
+def data_dir(tmp_path: Path, monkeypatch) -> Path:
+    """A data directory of small files in the shared layout. No published checksum covers them, so loads in
+    these tests skip the check, as a user's own download would (ECOMREC_VERIFY_CHECKSUMS=0); the checks
+    themselves are tested in test_sources and test_download."""
+    from ecomrec.data.sources import VERIFY_ENV
 
     root = tmp_path / "data"
-    record_checksum(write_homedepot(root / "homedepot"))
-    for path in write_office(root / "amazon-office-2014"):
-        record_checksum(path)
+    write_homedepot(root / "homedepot")
+    write_office(root / "amazon-office-2014")
+    monkeypatch.setenv(VERIFY_ENV, "0")
     return root
 
 

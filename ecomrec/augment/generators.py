@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 import torch
-from tqdm import tqdm
+from ecomrec.progress import progress as progress_bar
 from transformers import AttentionInterface
 from transformers.cache_utils import DynamicCache, DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from ecomrec.augment.attributes import BrandLexicon, parse_attributes
+from ecomrec import config as C
 
 CONFIG_NAME = "ecomrec_generator.json"
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
@@ -82,7 +83,7 @@ class LMQueryGenerator:
     def __init__(self, model, tokenizer, name: str = "lm", prompt_template: str = "{title}",
                  decoding: str = "sample", max_new_tokens: int = 12, batch_size: int = 64, oversample: int = 2,
                  temperature: float = 1.0, top_k: int = 50, top_p: float = 0.95, repetition_penalty: float = 1.3,
-                 seed: int = 42, device: str = "cpu", dtype: torch.dtype | None = None):
+                 seed: int = C.SEED, device: str = "cpu", dtype: torch.dtype | None = None):
         if decoding not in ("sample", "beam"):
             raise ValueError(f"decoding must be 'sample' or 'beam', got {decoding!r}")
         self.model = (model if dtype is None else for_generation(model, dtype)).to(device).eval()
@@ -110,11 +111,15 @@ class LMQueryGenerator:
         return cls(auto.from_pretrained(path), AutoTokenizer.from_pretrained(path), **settings)
 
     def save(self, path: str | Path) -> Path:
-        """Save model, tokenizer and the prompt template, for `from_pretrained`."""
+        """Save model, tokenizer and the prompt template, for `from_pretrained` (atomically: the folder appears
+        complete or not at all)."""
+        from ecomrec.storage import atomic_path
+
         path = Path(path)
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-        (path / CONFIG_NAME).write_text(json.dumps({"name": self.name, "prompt_template": self.prompt_template}))
+        with atomic_path(path) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / CONFIG_NAME).write_text(json.dumps({"name": self.name, "prompt_template": self.prompt_template}))
         return path
 
     def clean(self, text: str) -> str:
@@ -144,7 +149,7 @@ class LMQueryGenerator:
         n_return = k * self.oversample if self.decoding == "sample" else k
         out: list[list[str]] = []
         starts = range(0, len(titles), self.batch_size)
-        bar = tqdm(starts, desc=f"generate[{self.name}]", disable=not progress, mininterval=15)
+        bar = progress_bar(starts, desc=f"generate[{self.name}]", disable=not progress)
         for batch_index, start in enumerate(bar):
             batch = [self.prompt_template.format(title=t) for t in titles[start:start + self.batch_size]]
             torch.manual_seed(self.seed + batch_index)  # same seed → same queries, batch by batch

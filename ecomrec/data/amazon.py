@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -55,7 +56,7 @@ def iter_records(path: str | Path) -> Iterator[dict]:
                 if not isinstance(record, dict):
                     raise DataFormatError(f"{path}:{lineno}: expected an object, got {type(record).__name__}")
                 yield record
-    except (OSError, EOFError, UnicodeDecodeError) as err:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:  # zlib.error: a corrupt gzip stream
         raise DataFormatError(f"{path} could not be read as (gzipped) JSON lines: {err}") from err
 
 
@@ -70,6 +71,13 @@ def read_reviews(path: str | Path) -> pd.DataFrame:
     if not rows:
         raise DataFormatError(f"{path} holds no reviews")
     frame = pd.DataFrame(rows, columns=[C.COL_USER, C.COL_ITEM, C.COL_RATING, C.COL_TIMESTAMP])
+    for column in (C.COL_RATING, C.COL_TIMESTAMP):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame.loc[numbers.isna(), column]
+        if len(bad):
+            raise DataFormatError(f"{path}: {len(bad)} reviews have a non-numeric {column} "
+                                  f"(first: {bad.iloc[0]!r}); expected numbers ('overall', 'unixReviewTime')")
+        frame[column] = numbers
     return frame.astype({C.COL_USER: "str", C.COL_ITEM: "str", C.COL_RATING: "float64", C.COL_TIMESTAMP: "int64"})
 
 
@@ -131,7 +139,7 @@ def clean_office(reviews: pd.DataFrame, items: pd.DataFrame, kcore: int = 5, log
     return Office(raw_reviews=reviews, items=items, interactions=events, log=log)
 
 
-def load_office(data_dir: str | Path | None = None, kcore: int = 5, verify: bool = True) -> Office:
+def load_office(data_dir: str | Path | None = None, kcore: int = 5, verify: bool | None = None) -> Office:
     """Locate (and checksum) the two Office files in the data directory, read and clean them."""
     root = C.resolve_data_dir(data_dir)
     reviews = read_reviews(locate(OFFICE_REVIEWS, root, verify=verify))

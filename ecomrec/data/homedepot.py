@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +45,19 @@ def read_homedepot_csv(path: str | Path) -> pd.DataFrame:
             raw = pd.read_csv(path, encoding=ENCODING)
     except zipfile.BadZipFile as err:
         raise DataFormatError(f"{path} is not a valid zip archive ({err}); download train.csv.zip again") from err
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, zlib.error, EOFError) as err:
         raise DataFormatError(f"{path} could not be parsed as the competition CSV: {err}") from err
     missing = [c for c in RAW_COLUMNS if c not in raw.columns]
     if missing:
         raise DataFormatError(f"{path}: missing columns {missing}; expected {list(RAW_COLUMNS)}, found {list(raw.columns)}")
+    ids = pd.to_numeric(raw["product_uid"], errors="coerce")
+    if ids.isna().any() or (ids != ids.round()).any():
+        first = raw.loc[ids.isna() | (ids != ids.round()), "product_uid"].iloc[0]
+        raise DataFormatError(f"{path}: product_uid must be whole numbers, found {first!r}")
+    grades = pd.to_numeric(raw["relevance"], errors="coerce")
+    malformed = grades.isna() & raw["relevance"].notna()  # an empty grade is missing (cleaning drops it), text is wrong
+    if malformed.any():
+        raise DataFormatError(f"{path}: relevance must be a number, found {raw.loc[malformed, 'relevance'].iloc[0]!r}")
     return raw
 
 
@@ -98,7 +107,7 @@ def clean_homedepot(raw: pd.DataFrame, log: CleaningLog | None = None) -> HomeDe
     return HomeDepot(raw=raw, queries=queries, products=products, judgments=judgments, log=log)
 
 
-def load_homedepot(data_dir: str | Path | None = None, verify: bool = True) -> HomeDepot:
+def load_homedepot(data_dir: str | Path | None = None, verify: bool | None = None) -> HomeDepot:
     """Locate (and checksum) homedepot/train.csv.zip in the data directory, read and clean it."""
     path = locate(HOMEDEPOT_TRAIN, C.resolve_data_dir(data_dir), verify=verify)
     return clean_homedepot(read_homedepot_csv(path))

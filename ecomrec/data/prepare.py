@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +17,10 @@ from ecomrec import config as C
 from ecomrec.data import schema
 from ecomrec.data.amazon import Office, load_office
 from ecomrec.data.clean import CleaningLog, k_core, order_events
+from ecomrec.data.errors import DataError
 from ecomrec.data.homedepot import HomeDepot, load_homedepot
 from ecomrec.data.sources import sha256_file
+from ecomrec.storage import atomic_path, write_text_atomic
 from ecomrec.data.split import SPLITS, leave_one_out_split, split_queries, temporal_split
 
 MANIFEST = "manifest.json"
@@ -68,16 +69,14 @@ def subsample_users(office: Office, n: int | None, kcore: int, seed: int, log: C
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> str:
-    """Write deterministically (same frame → same bytes) via a temporary file; return the sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
-    os.replace(tmp, path)
+    """Write deterministically (same frame → same bytes), atomically; return the sha256."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
     return sha256_file(path)
 
 
 def prepare(profile: str | C.Profile = "smoke", data_dir: str | Path | None = None, artifact_root: str | Path = "artifacts",
-            seed: int = C.SEED, verify: bool = True) -> Prepared:
+            seed: int = C.SEED, verify: bool | None = None) -> Prepared:
     """Build every data artifact of `profile` under <artifact_root>/<profile>/data and return them."""
     prof = C.get_profile(profile)
     hd_full = load_homedepot(data_dir, verify=verify)
@@ -106,18 +105,28 @@ def prepare(profile: str | C.Profile = "smoke", data_dir: str | Path | None = No
     for key, frame in frames.items():
         digest = _write_parquet(frame, out_dir / f"{key}.parquet")
         manifest["files"][f"{key}.parquet"] = {"rows": len(frame), "sha256": digest}
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return Prepared(homedepot=hd_full, office=office_full, frames=frames, log=log_frame, out_dir=out_dir)
 
 
-def load_prepared(artifact_root: str | Path, profile: str | C.Profile) -> dict[str, pd.DataFrame]:
-    """Read back every frame `prepare` wrote for `profile`; a clear error if it has not been run."""
+def load_prepared(artifact_root: str | Path, profile: str | C.Profile, seed: int | None = None) -> dict[str, pd.DataFrame]:
+    """Read back every frame `prepare` wrote for `profile`, each checked against the sha256 its manifest
+    recorded; a clear error if it has not been run, or (when `seed` is given) was run with another seed."""
     out_dir = Path(artifact_root) / C.get_profile(profile).name / "data"
     manifest = out_dir / MANIFEST
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} not found: run `make data PROFILE={C.get_profile(profile).name}` "
                                 "(or the 01_data notebook) first")
-    files = json.loads(manifest.read_text())["files"]
+    written = json.loads(manifest.read_text())
+    if seed is not None and written["seed"] != seed:
+        raise DataError(f"{out_dir} was prepared with seed {written['seed']}, not {seed}: run "
+                        f"`make data PROFILE={C.get_profile(profile).name} SEED={seed}` (or the 01_data notebook)")
+    files = written["files"]
+    for name, entry in files.items():  # a file rewritten or cut short since `prepare` is not read as if it were its own
+        path = out_dir / name
+        if not path.is_file() or sha256_file(path) != entry["sha256"]:
+            raise DataError(f"{path} is missing or differs from the sha256 {manifest} recorded for it (a partial "
+                            f"write or a file changed by hand): run `make data PROFILE={C.get_profile(profile).name}` again")
     frames = {name.removesuffix(".parquet"): pd.read_parquet(out_dir / name) for name in files}
     for name, frame in frames.items():
         if name in SCHEMAS or name.rsplit("_", 1)[0] in SCHEMAS:
@@ -131,8 +140,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help=f"default: ${C.DATA_DIR_ENV}, ../shared/data or data/")
     parser.add_argument("--artifact-dir", default="artifacts")
     parser.add_argument("--seed", type=int, default=C.SEED)
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the published-checksum check (for originals you downloaded yourself; "
+                             "same as ECOMREC_VERIFY_CHECKSUMS=0)")
     args = parser.parse_args(argv)
-    prepared = prepare(args.profile, args.data_dir, args.artifact_dir, args.seed)
+    prepared = prepare(args.profile, args.data_dir, args.artifact_dir, args.seed, verify=False if args.no_verify else None)
     for key, frame in prepared.frames.items():
         print(f"{key:28s} {len(frame):>8,d} rows")
     print(f"wrote {prepared.out_dir}")

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ecomrec.data.errors import ChecksumMismatchError, DataFileMissingError
 
-# A dataset folder may hold this file (written by `ecomrec.data.download`): "<sha256>  <name>" lines
-# recording what the user downloaded. Its entries are accepted next to the known checksums below.
+# A dataset folder may hold this file (written by `ecomrec.data.download` for the files it verified against a
+# published checksum): "<sha256>  <name>" lines, for `sha256sum -c`. It is a record, never a source of trust:
+# anyone can write a line into it, so `locate` accepts only the published checksums below.
 MANIFEST_NAME = "SHA256SUMS"
+# Set to 0 to load files no published checksum covers (the original Amazon files you downloaded yourself, the
+# tests' small fixture files). The `verify` argument of the loaders overrides it.
+VERIFY_ENV = "ECOMREC_VERIFY_CHECKSUMS"
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,18 @@ def read_manifest(folder: Path) -> dict[str, str]:
     return entries
 
 
-def locate(source: DataFile, data_dir: Path, verify: bool = True) -> Path:
-    """Path of `source` under `data_dir`, checked to exist and (when `verify`) to match a known sha256."""
+def verify_by_default() -> bool:
+    """Whether loads check checksums when the caller does not say: yes, unless ECOMREC_VERIFY_CHECKSUMS=0."""
+    value = os.environ.get(VERIFY_ENV, "1").strip().lower()
+    if value not in {"0", "1", "false", "true", "no", "yes"}:
+        raise ValueError(f"{VERIFY_ENV}={value!r}: use 1 (verify, the default) or 0")
+    return value in {"1", "true", "yes"}
+
+
+def locate(source: DataFile, data_dir: Path, verify: bool | None = None) -> Path:
+    """Path of `source` under `data_dir`, checked to exist and (when `verify`, by default unless
+    ECOMREC_VERIFY_CHECKSUMS=0) to match one of its published sha256 checksums."""
+    verify = verify_by_default() if verify is None else verify
     path = source.path(data_dir)
     if not path.is_file():
         raise DataFileMissingError(
@@ -83,15 +98,15 @@ def locate(source: DataFile, data_dir: Path, verify: bool = True) -> Path:
             f"(set it with ECOMREC_DATA_DIR or the DATA_DIR parameter). To obtain it: {source.how_to_obtain}."
         )
     if verify:
-        accepted = set(source.sha256)
-        manifest = read_manifest(path.parent)
-        if source.name in manifest:
-            accepted.add(manifest[source.name])
         actual = sha256_file(path)
-        if actual not in accepted:
+        if actual not in source.sha256:
+            recorded = read_manifest(path.parent).get(source.name) == actual
             raise ChecksumMismatchError(
-                f"{path} has sha256 {actual}, expected one of {sorted(accepted)}. The file is corrupt or "
-                f"a different release; obtain it again: {source.how_to_obtain}."
+                f"{path} has sha256 {actual}, expected one of {sorted(source.sha256)} (published). "
+                + (f"{MANIFEST_NAME} lists this checksum, but that is a local record, not a published one. "
+                   if recorded else "")
+                + f"The file is corrupt or a different release; obtain it again: {source.how_to_obtain}. "
+                f"If it is an original you downloaded yourself and trust, load without the check: {VERIFY_ENV}=0."
             )
     return path
 

@@ -48,6 +48,61 @@ def one_letter_typo(query: str) -> str:
     return " ".join(words)
 
 
+#: unit abbreviations as Home Depot titles and queries write them, and the words searchers also type
+UNIT_WORDS = {"in.": "inch", "in": "inch", "ft.": "feet", "ft": "feet", "gal.": "gallon", "gal": "gallon",
+              "lb.": "pound", "lb": "pound", "lbs": "pounds", "oz.": "ounce", "oz": "ounce", "qt.": "quart",
+              "qt": "quart", "sq.": "square", "sq": "square", "yd.": "yard", "yd": "yard", "mm": "millimeter"}
+UNIT_ABBREVIATIONS = {"inch": "in.", "inches": "in.", "foot": "ft.", "feet": "ft.", "gallon": "gal.", "gallons": "gal.",
+                      "pound": "lb.", "pounds": "lb.", "ounce": "oz.", "ounces": "oz.", "quart": "qt.", "square": "sq.",
+                      "yard": "yd.", "millimeter": "mm"}
+
+
+def respell_units(query: str) -> str:
+    """Swap every unit word between its abbreviation and its spelling ("1/2 in. pipe" ↔ "1/2 inch pipe"); a
+    unit abbreviation counts only after a number ("in" alone is a preposition). The query unchanged if it has none."""
+    words = query.split()
+    out = []
+    for i, word in enumerate(words):
+        key = word.lower()
+        after_number = i > 0 and any(ch.isdigit() for ch in words[i - 1])
+        if key in UNIT_ABBREVIATIONS:
+            out.append(UNIT_ABBREVIATIONS[key])
+        elif key in UNIT_WORDS and after_number:
+            out.append(UNIT_WORDS[key])
+        else:
+            out.append(word)
+    return " ".join(out)
+
+
+def toggle_plural(query: str) -> str:
+    """The query with its last word's number flipped: "drill bit" → "drill bits", "batteries" → "battery".
+    A last word without letters (a size, a model number) leaves the query unchanged."""
+    words = query.split()
+    if not words:
+        raise ValueError("empty query")
+    word = words[-1]
+    if not word.isalpha() or len(word) < 3:
+        return query
+    lower = word.lower()
+    if lower.endswith("ies"):
+        word = word[:-3] + "y"
+    elif lower.endswith(("ches", "shes", "xes", "sses", "zes")):
+        word = word[:-2]
+    elif lower.endswith("s") and not lower.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    elif lower.endswith("y") and lower[-2] not in "aeiou":
+        word = word[:-1] + "ies"
+    elif lower.endswith(("ch", "sh", "x", "z", "ss")):
+        word = word + "es"
+    else:
+        word = word + "s"
+    return " ".join(words[:-1] + [word])
+
+
+#: query rewrites a searcher would consider the same request: the relevant product must keep its rank
+VARIANTS = {"plural": toggle_plural, "units": respell_units, "typo": one_letter_typo}
+
+
 def _ranks(encoder, queries: Sequence[str], titles: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
     """1-based rank of each query's title among `candidates` (which must contain it), by cosine."""
     q = encoder.encode(list(queries), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
@@ -59,26 +114,31 @@ def _ranks(encoder, queries: Sequence[str], titles: Sequence[str], candidates: S
 
 
 def invariance_checks(encoder, queries: Sequence[str], titles: Sequence[str], candidates: Sequence[str],
-                      rank_tolerance: int = 0, case_tolerance: float = 1e-4) -> pd.DataFrame:
-    """Per (query, relevant title): does the result survive upper-casing the query, and a one-letter typo?
-
-    Case: the cosine may move by at most `case_tolerance`. Typo: the relevant title's rank among
-    `candidates` may worsen by at most `rank_tolerance` places (absolute cosines of a typo'd query do
-    drop — what matters to a searcher is whether the product still comes first).
-    """
+                      rank_tolerance: int = 0) -> pd.DataFrame:
+    """Per (query, relevant title) and per rewrite in `VARIANTS` (plural ↔ singular, unit abbreviation ↔
+    spelling, a one-letter typo): does the relevant title keep its rank among `candidates`? It may worsen by
+    at most `rank_tolerance` places. Absolute cosines of a rewritten query do move; what matters to a
+    searcher is whether the product still comes where it came. Rewrites that leave a query unchanged are
+    left out (no check can pass by construction)."""
     missing = set(titles) - set(candidates)
     if missing:
         raise ValueError(f"{len(missing)} relevant titles are not among the candidates")
     base = pair_scores(encoder, queries, titles)
-    upper = pair_scores(encoder, [q.upper() for q in queries], titles)
-    typos = [one_letter_typo(q) for q in queries]
-    rank, typo_rank = _ranks(encoder, queries, titles, candidates), _ranks(encoder, typos, titles, candidates)
-    frame = pd.DataFrame({"query": list(queries), "title": list(titles), "score": base})
-    case = frame.assign(check="case", variant=[q.upper() for q in queries], variant_score=upper,
-                        passed=np.abs(upper - base) <= case_tolerance)
-    typo_frame = frame.assign(check="typo", variant=typos, variant_score=pair_scores(encoder, typos, titles),
-                              rank=rank, variant_rank=typo_rank, passed=typo_rank <= rank + rank_tolerance)
-    return pd.concat([case, typo_frame[typo_frame["variant"] != typo_frame["query"]]], ignore_index=True)
+    rank = _ranks(encoder, queries, titles, candidates)
+    frame = pd.DataFrame({"query": list(queries), "title": list(titles), "score": base, "rank": rank})
+    parts = []
+    for check, rewrite in VARIANTS.items():
+        variants = [rewrite(q) for q in queries]
+        changed = np.array([v != q for v, q in zip(variants, queries)])
+        if not changed.any():
+            continue
+        kept = [v for v, c in zip(variants, changed) if c]
+        sub = frame[changed].copy()
+        variant_rank = _ranks(encoder, kept, sub["title"].tolist(), candidates)
+        parts.append(sub.assign(check=check, variant=kept, variant_score=pair_scores(encoder, kept, sub["title"].tolist()),
+                                variant_rank=variant_rank, passed=variant_rank <= sub["rank"].to_numpy() + rank_tolerance))
+    columns = ["query", "title", "score", "rank", "check", "variant", "variant_score", "variant_rank", "passed"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
 def brand_checks(encoder, queries: Sequence[str], titles: Sequence[str], brands: Sequence[str | None],

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from ecomrec import config as C
 
 
 @dataclass
@@ -67,7 +68,7 @@ def pair_dataset(tokenizer, sources: list[str], targets: list[str], max_length: 
 
 
 def train_lm(model, tokenizer, train_data, valid_data, out_dir: str | Path, epochs: float = 3.0,
-                    batch_size: int = 64, learning_rate: float = 1e-3, seed: int = 42, device: str = "cpu",
+                    batch_size: int = 64, learning_rate: float = 1e-3, seed: int = C.SEED, device: str = "cpu",
                     logging_steps: int = 50, max_steps: int = -1, warmup_steps: int = 100) -> TrainResult:
     """Train a causal or encoder-decoder LM with the transformers Trainer; held-out loss before and after."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
@@ -93,6 +94,7 @@ def train_lm(model, tokenizer, train_data, valid_data, out_dir: str | Path, epoc
 
 def train_wordpiece_tokenizer(texts: list[str], vocab_size: int = 4096):
     """A lower-casing WordPiece tokenizer trained on `texts`, with BERT-style `[CLS] a [SEP] b [SEP]` pairs.
+    The same texts give the same tokenizer, run after run (tested).
 
     A small vocabulary keeps the output softmax cheap: with MiniLM's 30,522 tokens the LM head costs
     more than the whole 4-layer transformer, in training and at every decoding step.
@@ -101,17 +103,30 @@ def train_wordpiece_tokenizer(texts: list[str], vocab_size: int = 4096):
     from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                                             show_progress=False))
-    # The trainer learns the same pieces every time but numbers them in hash-map order, which changes
-    # from run to run (and with it every embedding row a seed initialises): renumber deterministically.
-    learned = tok.get_vocab()
-    ordered = specials + sorted(piece for piece in learned if piece not in specials)
+
+    def blank() -> Tokenizer:
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        return tok
+
+    trainee = blank()
+    # The trainer numbers each "##x" piece (a character inside a word) in hash-map order, which changes from run
+    # to run, and breaks ties between equally frequent merges by those numbers: the learnt vocabulary itself
+    # then varies (huggingface/tokenizers#1794). Handing it every "##x" up front, sorted, fixes their numbers.
+    inner = sorted({"##" + ch for text in texts
+                    for word, _ in trainee.pre_tokenizer.pre_tokenize_str(trainee.normalizer.normalize_str(text))
+                    for ch in word[1:]})
+    # (they count towards `vocab_size` as they did when the trainer made them itself)
+    trainee.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials + inner,
+                                                                 show_progress=False))
+    # ... and only as numbered pieces: the final tokenizer (a fresh one) knows them as ordinary vocabulary.
+    # Pieces are renumbered in sorted order, so that every embedding row a seed initialises is the same too.
+    ordered = specials + sorted(piece for piece in trainee.get_vocab(with_added_tokens=True) if piece not in specials)
+    tok = blank()
     tok.model = models.WordPiece({piece: i for i, piece in enumerate(ordered)}, unk_token="[UNK]")
+    tok.add_special_tokens(specials)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])

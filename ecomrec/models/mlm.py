@@ -191,8 +191,12 @@ def train_mlm(model, tokenizer, train_texts: Sequence[str], heldout_texts: Seque
 
 
 def save_encoder(model, tokenizer, path: str | Path) -> Path:
-    """Save the encoder under an MLM model (no head) with its tokenizer, loadable by `sentence_encoder`."""
+    """Save the encoder under an MLM model (no head) with its tokenizer, loadable by `sentence_encoder`
+    (atomically: the folder appears complete or not at all)."""
+    from ecomrec.storage import atomic_path
+
     path = Path(path)
-    model.base_model.save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
+    with atomic_path(path) as tmp:
+        model.base_model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
     return path

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
+from ecomrec.progress import progress as progress_bar
 
 
 class BM25Index:
@@ -54,7 +54,7 @@ class DenseIndex:
         k = min(k, len(self.ids))
         queries = torch.from_numpy(np.ascontiguousarray(query_embeddings, dtype=np.float32))
         top_ids, top_scores = [], []
-        for start in tqdm(range(0, len(queries), chunk), desc="dense search", disable=not progress, mininterval=15):
+        for start in progress_bar(range(0, len(queries), chunk), desc="dense search", disable=not progress):
             scores = queries[start:start + chunk] @ self.embeddings.T
             values, indices = torch.topk(scores, k, dim=1)
             top_ids.append(self.ids[indices.numpy()])
@@ -82,7 +82,7 @@ def encode(encoder, texts: Sequence[str], batch_size: int = 128, progress: bool 
     texts = list(texts)
     parts = [encoder.encode(texts[start:start + chunk], batch_size=batch_size, normalize_embeddings=True,
                             convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
-             for start in tqdm(range(0, len(texts), chunk), desc="encode", disable=not progress, mininterval=15)]
+             for start in progress_bar(range(0, len(texts), chunk), desc="encode", disable=not progress)]
     return np.concatenate(parts) if parts else np.empty((0, encoder.get_embedding_dimension()), np.float32)
 
 

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+from ecomrec import config as C
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=16, help="per process")
     parser.add_argument("--learning-rate", type=float, default=5e-5)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=C.SEED)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args(argv)
 
@@ -54,11 +55,14 @@ def main(argv: list[str] | None = None) -> None:
     world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     backend = torch.distributed.get_backend() if torch.distributed.is_initialized() else None
     if int(os.environ.get("RANK", "0")) == 0:
-        model.save(str(Path(args.out) / "model"))
+        from ecomrec.storage import atomic_path, write_text_atomic
+
+        with atomic_path(Path(args.out) / "model") as folder:
+            model.save(str(folder))
         summary = {"world_size": world_size, "backend": backend, "steps": args.steps,
                    "global_batch": args.batch_size * world_size, "seconds": fit.seconds,
                    "samples_per_second": fit.samples_per_second, "loss": fit.history["loss"].tolist()}
-        (Path(args.out) / "fit.json").write_text(json.dumps(summary, indent=1))
+        write_text_atomic(Path(args.out) / "fit.json", json.dumps(summary, indent=1))
         print(json.dumps({k: v for k, v in summary.items() if k != "loss"}))
 
 

@@ -228,18 +228,19 @@ class ImplicitMF(Recommender):
         from implicit.cpu.als import AlternatingLeastSquares
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        self._prepare(events)
-        p = self.params
-        if self.algorithm == "als":
-            model = AlternatingLeastSquares(factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
-                                            iterations=p["iterations"], random_state=p["seed"], num_threads=1)
-        else:
-            model = BayesianPersonalizedRanking(factors=p["factors"], learning_rate=p["learning_rate"],
-                                                regularization=p["regularization"], iterations=p["iterations"],
-                                                random_state=p["seed"], num_threads=1)
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(1, "blas"):  # implicit parallelises itself; a BLAS pool on top thrashes
+        self._prepare(events)
+        p = self.params
+        # implicit parallelises itself; a BLAS pool on top thrashes (ALS checks, and warns, when it is created)
+        with threadpool_limits(1, "blas"):
+            if self.algorithm == "als":
+                model = AlternatingLeastSquares(factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
+                                                iterations=p["iterations"], random_state=p["seed"], num_threads=1)
+            else:
+                model = BayesianPersonalizedRanking(factors=p["factors"], learning_rate=p["learning_rate"],
+                                                    regularization=p["regularization"], iterations=p["iterations"],
+                                                    random_state=p["seed"], num_threads=1)
             model.fit(self.user_items.tocsr(), show_progress=False)
         self.user_factors, self.item_factors = np.asarray(model.user_factors), np.asarray(model.item_factors)
         return self

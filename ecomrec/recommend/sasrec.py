@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
+from ecomrec.progress import progress as progress_bar
 
 from ecomrec import config as C
 from ecomrec.augment.sequences import MASK_ITEM
@@ -108,7 +108,7 @@ class SASRec(Recommender):
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
         loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
         rows = []
-        for epoch in tqdm(range(1, self.epochs + 1), desc="SASRec epochs", disable=not progress, mininterval=15):
+        for epoch in progress_bar(range(1, self.epochs + 1), desc="SASRec epochs", disable=not progress):
             start, total, count = time.perf_counter(), 0.0, 0
             self.net.train()
             for batch_rows in self._length_bucketed_batches(lengths, rng):

@@ -4,10 +4,14 @@
     POST /search  {"q": "...", "k": 10}   the same with a JSON body (a non-string `q` is a 422)
     GET /recommend?user_id=A2...&k=10     Amazon Office items (ItemKNN over all interactions)
     GET /similar?item_id=B00...&k=10      Amazon Office items nearest in content (MiniLM item embeddings)
-    GET /health                           what is loaded
+    GET /health                           {"status": "ok"}; what is loaded, too, when the server runs with
+                                          ECOMREC_HEALTH_DETAILS=1 (process internals stay private otherwise)
 
 Everything is loaded once, when the app is created. Bad input is the client's error (422: empty,
-whitespace-only, over-long or control-character queries, k out of range; 404: unknown ids), never a 5xx.
+whitespace-only, over-long or control-character queries, k out of range; 404: unknown ids; 400: bytes that
+are not UTF-8; 413: a body over 4 KiB; 408: a body too slow to arrive), never a 5xx. A 5xx means the server
+failed: 503 when the search index returns fewer results than asked (logged with its reason), 504 when an
+answer did not start within the request timeout (`guards.GuardRequests`).
 Run it with `make serve` (`python -m ecomrec.serve`: uvicorn on 127.0.0.1, the command `server_command` builds).
 
 How it uses the CPU: one worker process per core (`usable_cores`), each answering one request at a time
@@ -31,6 +35,7 @@ kept the busiest worker at 50-51 % and search p95 at 24.7-28.5 ms; 5 cost more C
 """
 # No `from __future__ import annotations` here: FastAPI reads the endpoint annotations at run time.
 
+import logging
 import os
 import sys
 import time
@@ -43,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ecomrec import config as C
+from ecomrec.serve.guards import MAX_BODY_BYTES, REQUEST_TIMEOUT_S, GuardRequests
 
 MAX_QUERY_CHARS = 200
 MAX_ID_CHARS = 64
@@ -52,6 +58,12 @@ ENCODERS = ("onnx-int8", "onnx", "torch")
 # uvloop's event loop and httptools' HTTP parser (C) instead of asyncio's loop and h11 (pure Python): less
 # server CPU per request. `make serve` and `make bench` both serve through `server_command`.
 SERVER_OPTIONS = ("--loop", "uvloop", "--http", "httptools")
+HEALTH_DETAILS_ENV = "ECOMREC_HEALTH_DETAILS"  # 1: /health also says what is loaded (make bench reads worker_pid)
+log = logging.getLogger("ecomrec.serve")
+
+
+class IndexFailure(RuntimeError):
+    """The search index could not answer (e.g. faiss padded its result with -1 ids): a server error."""
 
 
 def clean_query(q: str) -> str:
@@ -91,7 +103,13 @@ class Service:
             raise ValueError(f"{len(self.item_embeddings)} item embeddings for {len(self.item_ids)} items")
 
     def search(self, q: str, k: int = 10) -> list[dict]:
-        found, scores = self.index.search(self.encoder.encode([clean_query(q)]), k=k)
+        query = clean_query(q)
+        try:
+            found, scores = self.index.search(self.encoder.encode([query]), k=k)
+        except RuntimeError as error:  # HNSWIndex: the graph walk found fewer than k products
+            raise IndexFailure(str(error)) from error
+        if (found[0] == -1).any() or len(found[0]) < min(k, len(self.product_ids)):
+            raise IndexFailure(f"the index returned {int((found[0] != -1).sum())} of {k} results")
         return [{"product_id": _plain(p), "title": self._title[p], "score": float(s)}
                 for p, s in zip(found[0].tolist(), scores[0].tolist())]
 
@@ -158,15 +176,19 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def create_app(service: Service, keepalive_requests: int = KEEPALIVE_REQUESTS):
+def create_app(service: Service, keepalive_requests: int = KEEPALIVE_REQUESTS, health_details: bool | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES, timeout_s: float = REQUEST_TIMEOUT_S):
     """The FastAPI application over a loaded `Service`; it closes a connection after `keepalive_requests`
-    requests (`CloseAfterRequests`)."""
+    requests (`CloseAfterRequests`), bounds bodies and time (`GuardRequests`), and says what is loaded on
+    /health only with `health_details` (default: $ECOMREC_HEALTH_DETAILS=1)."""
+    if health_details is None:
+        health_details = os.environ.get(HEALTH_DETAILS_ENV, "0") == "1"
     from fastapi import FastAPI, HTTPException, Query
-    from fastapi.responses import JSONResponse
     from pydantic import BaseModel, Field, StrictStr
 
     app = FastAPI(title="ecomrec", description=__doc__.split("\n\n")[0])
-    app.add_middleware(CloseAfterRequests, requests=keepalive_requests)
+    app.add_middleware(GuardRequests, max_body_bytes=max_body_bytes, timeout_s=timeout_s)
+    app.add_middleware(CloseAfterRequests, requests=keepalive_requests)  # outermost: also closes after a 413
     K = Annotated[int, Query(ge=1, le=MAX_K)]
     Id = Annotated[str, Query(min_length=1, max_length=MAX_ID_CHARS)]
 
@@ -179,9 +201,14 @@ def create_app(service: Service, keepalive_requests: int = KEEPALIVE_REQUESTS):
             return {"query": q, "results": service.search(q, k)}
         except ValueError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
+        except IndexFailure as error:
+            log.error("search %r (k=%d): %s", q[:80], k, error)
+            raise HTTPException(status_code=503, detail="the search index could not answer this query") from None
 
     @app.get("/health")
     async def health() -> dict:
+        if not health_details:
+            return {"status": "ok"}
         return {"status": "ok", "products": len(service.product_ids), "items": len(service.item_ids),
                 "users": len(service.recommender.user_index), **service.info}
 
@@ -206,10 +233,6 @@ def create_app(service: Service, keepalive_requests: int = KEEPALIVE_REQUESTS):
             return {"item_id": item_id, "results": service.similar(item_id, k)}
         except KeyError as error:
             raise HTTPException(status_code=404, detail=error.args[0]) from None
-
-    @app.exception_handler(UnicodeError)
-    def bad_encoding(request, error):  # undecodable bytes in a query string are the client's error
-        return JSONResponse(status_code=400, content={"detail": "the request is not valid UTF-8"})
 
     return app
 

@@ -30,7 +30,7 @@ import pandas as pd
 
 from ecomrec import config as C
 from ecomrec import reporting
-from ecomrec.serve.api import server_command, usable_cores
+from ecomrec.serve.api import HEALTH_DETAILS_ENV, server_command, usable_cores
 
 MIX = {"search": 0.70, "recommend": 0.15, "similar": 0.10, "bad": 0.05}
 BAD_REQUESTS = [("/search", {"q": ""}), ("/search", {"q": "   "}), ("/search", {"q": "x" * 500}),
@@ -158,7 +158,8 @@ def run(profile: str, artifact_dir: str, requests: int, concurrency: int, encode
 
     plan = request_plan(load_prepared(artifact_dir, profile), requests, seed)
     port = _free_port()
-    env = {**os.environ, "ECOMREC_PROFILE": profile, "ECOMREC_ARTIFACT_DIR": artifact_dir, "ECOMREC_ENCODER": encoder}
+    env = {**os.environ, "ECOMREC_PROFILE": profile, "ECOMREC_ARTIFACT_DIR": artifact_dir, "ECOMREC_ENCODER": encoder,
+           HEALTH_DETAILS_ENV: "1"}  # /health then names the worker process that answered
     workers = usable_cores() if workers is None else workers
     server = subprocess.Popen(server_command(port, log_level="warning", workers=workers), env=env)
     base_url = f"http://127.0.0.1:{port}"

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+
+from ecomrec.storage import atomic_path
 
 ONNX_OPSET = 17
 
@@ -40,11 +43,15 @@ def _export(model: torch.nn.Module, tokenizer, path: Path, output: str) -> Path:
     inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
     axes = {name: {0: "batch", 1: "tokens"} for name in inputs}
     axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "tokens"}
-    with torch.no_grad():
-        torch.onnx.export(_Exportable(model, output), tuple(sample[name] for name in inputs), str(path),
+    tokenizer.save_pretrained(str(path.parent))  # first: a model file present means its tokenizer is too
+    with torch.no_grad(), atomic_path(path) as tmp, warnings.catch_warnings():
+        # the tracer warns about Python-side branches (attention masks) and advanced indexing; both are fixed
+        # for inference, and every export is checked against PyTorch afterwards (parity in `encode_with_onnx`, 07)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
+        torch.onnx.export(_Exportable(model, output), tuple(sample[name] for name in inputs), str(tmp),
                           input_names=inputs, output_names=[output], dynamic_axes=axes,
                           opset_version=ONNX_OPSET, dynamo=False)
-    tokenizer.save_pretrained(str(path.parent))
     return path
 
 
@@ -79,12 +86,24 @@ def quantize_onnx(source: str | Path, target: str | Path) -> Path:
 
     source, target = Path(source), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul"], weight_type=QuantType.QUInt8,
-                     per_channel=True, reduce_range=True)
-    if source.parent != target.parent:
+    if source.parent != target.parent:  # the tokenizer first: a model file present means its tokenizer is too
         for name in os.listdir(source.parent):
             if not name.endswith(".onnx"):
                 (target.parent / name).write_bytes((source.parent / name).read_bytes())
+    import logging
+
+    class _NoPreprocessingAdvice(logging.Filter):  # onnxruntime logs it on every call; the parity checks decide
+        def filter(self, record):
+            return "pre-processing before quantization" not in record.getMessage()
+
+    advice = _NoPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        with atomic_path(target) as tmp:
+            quantize_dynamic(str(source), str(tmp), op_types_to_quantize=["MatMul"], weight_type=QuantType.QUInt8,
+                             per_channel=True, reduce_range=True)
+    finally:
+        logging.getLogger().removeFilter(advice)
     return target
 
 
@@ -100,7 +119,32 @@ def quantize_torch(model: torch.nn.Module, engine: str = "qnnpack") -> torch.nn.
     if engine not in torch.backends.quantized.supported_engines:
         raise ValueError(f"quantized engine {engine!r} not available: {torch.backends.quantized.supported_engines}")
     torch.backends.quantized.engine = engine
-    return quantize_dynamic(copy.deepcopy(model).cpu().eval(), {torch.nn.Linear: per_channel_dynamic_qconfig})
+    with warnings.catch_warnings():  # torch's own deprecation notice for its quantized tensors (torchao replaces them)
+        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel",
+                                category=UserWarning)
+        quantized = quantize_dynamic(copy.deepcopy(model).cpu().eval(), {torch.nn.Linear: per_channel_dynamic_qconfig})
+        if engine == "qnnpack":
+            _spend_reduce_range_notice(quantize_dynamic, per_channel_dynamic_qconfig)
+    return quantized
+
+
+def _spend_reduce_range_notice(quantize_dynamic, qconfig) -> None:
+    """qnnpack's dynamic int8 Linear says once per process, from C++ straight to the process's stderr, that it
+    ignores `reduce_range` (which torch's dynamic Linear always passes; harmless: qnnpack needs no reduced
+    range). Spend that one notice on a 4 × 4 layer with stderr muted, so that it never lands under a lesson."""
+    import sys
+
+    layer = quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(4, 4)), {torch.nn.Linear: qconfig})
+    sys.stderr.flush()
+    saved, muted = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(muted, 2)
+        with torch.no_grad():
+            layer(torch.zeros(1, 4))
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(muted)
 
 
 class _OnnxModel:
@@ -191,13 +235,13 @@ def _sharded(sessions: list, items: list, lengths: Sequence[int], call, progress
     and put the results back in the order of `items`."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tqdm import tqdm
+    from ecomrec.progress import progress as progress_bar
 
     workers = len(sessions)
     by_length = np.argsort(np.asarray(lengths), kind="stable")
     shards = [by_length[w::workers] for w in range(workers)]  # every shard gets short and long items alike
     chunk = 2048
-    bar = tqdm(total=len(items), desc=progress or "", disable=progress is None, mininterval=15)
+    bar = progress_bar(total=len(items), desc=progress or "", disable=progress is None)
 
     def run(worker: int) -> np.ndarray:
         shard, parts = shards[worker], []

@@ -6,10 +6,11 @@ import time
 from typing import Callable, Sequence
 
 import numpy as np
+from ecomrec import config as C
 
 
 def measure_latency(call: Callable[[list], object], texts: Sequence, batch_size: int = 1, calls: int = 200,
-                    warmup: int = 5, seed: int = 0) -> dict[str, float]:
+                    warmup: int = 5, seed: int = C.SEED) -> dict[str, float]:
     """Time `calls` calls of `call(batch)` on batches of `batch_size` texts drawn (seeded) from `texts`.
 
     Returns p50/p95/p99 latency per call in ms and throughput in texts/s; `warmup` calls run first and

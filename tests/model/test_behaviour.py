@@ -25,10 +25,28 @@ def encoder(minilm):
     return minilm
 
 
-def test_upper_casing_the_query_changes_nothing(encoder):
+def test_plural_and_unit_rewrites_keep_the_top_result(encoder):
     titles = [t for _, t, _ in CASES]
-    checks = B.invariance_checks(encoder, [q for q, _, _ in CASES], titles, titles)
-    assert checks[checks["check"] == "case"]["passed"].all()
+    queries = [q for q, _, _ in CASES] + ["25 ft tape measure", "52 inch ceiling fan"]
+    checks = B.invariance_checks(encoder, queries, titles + titles[6:7] + titles[8:9], titles)
+    plural, units = checks[checks["check"] == "plural"], checks[checks["check"] == "units"]
+    assert len(plural) == len(queries) and set(units["variant"]) == {"25 feet tape measure", "52 in. ceiling fan"}
+    assert plural["passed"].mean() >= 0.8 and units["passed"].all(), checks[~checks["passed"]]
+
+
+def test_a_rewrite_check_can_fail():  # a bag-of-words encoder that does not know "drills" is "drill"
+    vocabulary = ["cordless", "drill", "drills", "kit", "case"]
+
+    class BagOfWords:
+        def encode(self, texts, **kwargs):
+            rows = np.array([[float(w in t.split()) for w in vocabulary] for t in texts], dtype=np.float32)
+            return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    checks = B.invariance_checks(BagOfWords(), ["cordless drill"], ["cordless drill kit"],
+                                 ["cordless drill kit", "cordless drills case"])
+    plural = checks[checks["check"] == "plural"].iloc[0]
+    assert plural["variant"] == "cordless drills" and plural["rank"] == 1 and plural["variant_rank"] == 2
+    assert not plural["passed"]
 
 
 def test_a_one_letter_typo_rarely_changes_the_top_result(encoder):

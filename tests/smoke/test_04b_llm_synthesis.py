@@ -1,5 +1,7 @@
 import pytest
 
+from floors import failures
+
 from ecomrec.config import PROFILES
 
 pytestmark = pytest.mark.smoke
@@ -27,9 +29,9 @@ def test_every_writer_is_judged_against_real_queries(metrics):
             assert (0 <= value <= 100) if column == "chrF" else (0 <= value <= 1 + 1e-6), (writer, column, value)
         assert metrics[f"llm/test/{writer}/products_s"] > 0
         assert 0 < metrics[f"llm/test/{writer}/queries"] <= 2 * PROFILES["smoke"].llm_quality_products
-    for writer in ("SmolLM2_LoRA", "SmolLM2_LoRA_int8"):  # products/s against the fp32 writer's
-        assert metrics[f"llm/test/{writer}/speedup"] == pytest.approx(
-            metrics[f"llm/test/{writer}/products_s"] / metrics["llm/test/SmolLM2_LoRA_float32/products_s"])
+    # dynamic int8 runs the LoRA writer's matrix products in int8: measured separately from the fp32 writer on the
+    # same products, it must be faster (smoke 1.5x, full 2.4x on 2 cores), or the quantization did not happen
+    assert metrics["llm/test/SmolLM2_LoRA_int8/products_s"] > metrics["llm/test/SmolLM2_LoRA_float32/products_s"]
 
 
 def test_equal_budget_rows_have_intervals_and_a_paired_delta(metrics):
@@ -70,3 +72,7 @@ def test_scale_generation_doc2query_and_office_rows_are_recorded(metrics):
     assert 0 < changed["content_plus_SmolLM2_queries"] <= changed["content_plus_both"] <= metrics["llm/all/office_items"]
     assert changed["content_plus_SmolLM2_description"] <= changed["content_plus_both"]
     assert metrics["llm/all/smollm2/minutes"] > 0
+
+
+def test_quality_floors(metrics):  # a model that regressed to nothing fails here (tests/floors.py)
+    assert failures("04b_llm_synthesis", metrics) == []

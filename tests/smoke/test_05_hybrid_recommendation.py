@@ -1,5 +1,7 @@
 import pytest
 
+from floors import failures
+
 pytestmark = pytest.mark.smoke
 MODELS = ("popularity", "ItemKNN", "ALS", "BPR", "SASRec", "SASRec_plus_sequence_views", "content",
           "content_plus_synthetic_queries", "weighted_fusion", "reciprocal_rank_fusion", "learned_fusion")
@@ -39,3 +41,7 @@ def test_beyond_accuracy_and_hybrid_search(metrics):
     for system in ("BM25", "fine-tuned_bi-encoder", "RRF"):
         assert 0 < metrics[f"hybrid_search/test/{system}/ndcg@10"] <= 1
     assert metrics["rec/all/notebook/peak_memory_gib"] < 8
+
+
+def test_quality_floors(metrics):  # a model that regressed to nothing fails here (tests/floors.py)
+    assert failures("05_hybrid_recommendation", metrics) == []

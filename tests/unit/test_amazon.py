@@ -84,3 +84,21 @@ def test_clean_drops_duplicates_and_applies_kcore(tmp_path):
 def test_load_from_data_dir(data_dir):
     office = load_office(data_dir)
     assert office.interactions["user_id"].nunique() == 6 and len(office.items) == 6
+
+
+def test_a_corrupt_gzip_stream_is_a_clear_error(tmp_path):  # zlib.error, not a bare traceback
+    path = tmp_path / "garbled.json.gz"
+    payload = bytearray(gzip.compress("\n".join(json.dumps(e) for e in office_events() * 50).encode()))
+    payload[40:60] = bytes(b ^ 0xFF for b in payload[40:60])
+    path.write_bytes(bytes(payload))
+    with pytest.raises(DataFormatError, match="could not be read.*decompressing"):
+        list(iter_records(path))
+
+
+@pytest.mark.parametrize("field, value", [("overall", "five stars"), ("unixReviewTime", "yesterday")])
+def test_non_numeric_ratings_and_times_are_a_clear_error(tmp_path, field, value):
+    path = tmp_path / "r.json"
+    good = {"reviewerID": "U", "asin": "A", "overall": 5.0, "unixReviewTime": 1}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, field: value}) + "\n")
+    with pytest.raises(DataFormatError, match=f"non-numeric {'rating' if field == 'overall' else 'timestamp'}.*{value}"):
+        read_reviews(path)

@@ -1,11 +1,12 @@
 """ONNX Runtime and int8 versions of the encoders give the fp32 model's outputs (parity), and the HNSW index."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ecomrec.models.search import DenseIndex, encode
 from ecomrec.serve import export as X
-from ecomrec.serve.index import HNSWIndex, recall_at_k, recall_speed_curve
+from ecomrec.serve.index import HNSWIndex, brute_force_top_k, choose_ef_search, recall_at_k, recall_speed_curve
 
 TEXTS = ["cordless drill", "white interior wall paint 1 gal", "garden hose 50 ft heavy duty rubber with brass fittings",
          "toilet seat", "Milwaukee M18 FUEL 1/2 in. hammer drill kit with two 5.0 Ah batteries and charger", "lamp"]
@@ -106,6 +107,38 @@ def test_hnsw_recall_and_round_trip(tmp_path):
         HNSWIndex.load(tmp_path / "index.hnsw", ids[:10])
     curve = recall_speed_curve(index, exact, queries, ef_values=(10, 200))
     assert curve["recall@k"].iloc[1] <= curve["recall@k"].iloc[2] and curve["queries_per_second"].gt(0).all()
+    assert curve["recall@k"].iloc[0] > 0.99  # exact search, measured against the numpy oracle
+
+
+def test_exact_recall_is_measured_not_assumed():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    queries = rng.normal(size=(20, 16)).astype(np.float32)
+    oracle = brute_force_top_k(vectors, queries, 5)
+    assert (oracle == np.argsort(-(queries @ vectors.T), axis=1)[:, :5]).all()
+
+    class Wrong(DenseIndex):  # an "exact" index that returns the 2nd..6th best: its recall must show it
+        def search(self, q, k=10, **kw):
+            ids, scores = super().search(q, k=k + 1)
+            return ids[:, 1:], scores[:, 1:]
+
+    index = HNSWIndex(np.arange(500), vectors, neighbours=8)
+    curve = recall_speed_curve(index, Wrong(np.arange(500), vectors), queries, k=5, ef_values=(64,))
+    assert curve["recall@k"].iloc[0] == pytest.approx(0.8)
+
+
+def test_hnsw_build_is_reproducible_on_one_thread(tmp_path):
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(2_000, 16)).astype(np.float32)
+    first = HNSWIndex(np.arange(2_000), vectors).save(tmp_path / "a.hnsw").read_bytes()
+    assert HNSWIndex(np.arange(2_000), vectors).save(tmp_path / "b.hnsw").read_bytes() == first
+
+
+def test_choose_ef_search_says_when_the_target_is_missed():
+    curve = pd.DataFrame({"method": ["exact", "HNSW", "HNSW", "HNSW"], "ef_search": [np.nan, 16, 32, 64],
+                          "recall@k": [1.0, 0.90, 0.96, 0.99]})
+    assert choose_ef_search(curve, 0.95) == (32, True)
+    assert choose_ef_search(curve, 0.995) == (64, False)
 
 
 def test_recall_at_k_by_hand():
@@ -124,3 +157,23 @@ def test_encode_with_onnx_workers_keep_the_order(minilm, tmp_path):
     assert np.allclose(one, two, atol=1e-5)
     assert cosines(two, encode(minilm, texts)).min() > 0.9999
     assert X.encode_with_onnx(minilm, [], tmp_path / "none", workers=2).shape == (0, 384)
+
+
+def test_int8_and_onnx_export_leave_no_library_notices_on_stderr(tmp_path):
+    # in a fresh process, with every Python warning shown: what a lesson cell would print under it
+    import subprocess
+    import sys
+
+    code = ("import warnings, torch\n"
+            "warnings.simplefilter('default')\n"
+            "from ecomrec.models.encoders import load_minilm\n"
+            "from ecomrec.serve import export as X\n"
+            "model = load_minilm('cpu')\n"
+            "fp32 = X.export_sentence_encoder(model, __import__('pathlib').Path(r'%s') / 'fp32' / 'model.onnx')\n"
+            "X.quantize_onnx(fp32, fp32.parent.parent / 'int8' / 'model.onnx')\n"
+            "X.quantize_torch(model).encode(['cordless drill'])\n" % tmp_path)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for notice in ("TracerWarning", "aten::index", "pre-processing before quantization", "reduce_range",
+                   "torch.quantize_per_channel"):
+        assert notice not in done.stderr, done.stderr[-3000:]

@@ -94,6 +94,18 @@ def test_one_letter_typo():
         one_letter_typo("  ")
 
 
+def test_plural_and_unit_rewrites():
+    from ecomrec.models.behaviour import respell_units, toggle_plural
+
+    assert toggle_plural("drill bit") == "drill bits" and toggle_plural("drill bits") == "drill bit"
+    assert toggle_plural("aa batteries") == "aa battery" and toggle_plural("aa battery") == "aa batteries"
+    assert toggle_plural("paint brush") == "paint brushes" and toggle_plural("glass") == "glasses"
+    assert toggle_plural("pipe 3/4") == "pipe 3/4"  # a size: nothing to flip
+    assert respell_units("1/2 in. pvc pipe 10 ft") == "1/2 inch pvc pipe 10 feet"
+    assert respell_units("2 inch screws") == "2 in. screws"
+    assert respell_units("built in oven") == "built in oven"  # "in" after a word is a preposition
+
+
 def test_expand_documents_appends_each_products_texts():
     extra = pd.DataFrame({"product_id": [2, 1, 2], "query": ["b one", "a one", "b two"]})
     assert expand_documents([1, 2, 3], ["A", "B", "C"], extra) == ["A a one", "B b one b two", "C"]

@@ -299,3 +299,21 @@ def test_wordpiece_ids_do_not_depend_on_hash_order():
         assert by_id[:5] == specials and by_id[5:] == sorted(by_id[5:])
     tok = train_wordpiece_tokenizer(texts, vocab_size=120)
     assert tok.decode(tok("ryobi drill")["input_ids"], skip_special_tokens=True) == "ryobi drill"
+
+
+def test_the_same_texts_give_the_same_wordpiece_vocabulary_in_every_process():
+    # many equally frequent merges: the tokenizers trainer alone gives a different vocabulary in almost every
+    # process (huggingface/tokenizers#1794); train_wordpiece_tokenizer must not
+    import subprocess
+    import sys
+
+    code = ("import hashlib, random\n"
+            "from ecomrec.models.lm import train_wordpiece_tokenizer\n"
+            "random.seed(0)\n"
+            "texts = [' '.join(''.join(random.choice('abcdefghijkl') for _ in range(random.randint(3, 9)))"
+            " for _ in range(6)) for _ in range(400)]\n"
+            "vocab = sorted(train_wordpiece_tokenizer(texts, vocab_size=600).get_vocab().items())\n"
+            "print(len(vocab), hashlib.md5(str(vocab).encode()).hexdigest())\n")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(4)}
+    assert len(runs) == 1 and runs.pop().startswith("600 "), runs

@@ -56,3 +56,29 @@ def test_out_of_range_relevance_dropped():
 def test_load_from_data_dir(data_dir):
     hd = load_homedepot(data_dir)
     assert len(hd.products) == 10 and hd.judgments["relevance"].between(1, 3).all()
+
+
+def test_a_corrupt_member_of_the_zip_is_a_clear_error(tmp_path):  # zlib.error inside the archive
+    import zipfile
+
+    path = tmp_path / "train.csv.zip"
+    rows = "\n".join(f"{i},{100000 + i},Title {i},query {i},2.5" for i in range(3000))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("train.csv", "id,product_uid,product_title,search_term,relevance\n" + rows)
+    data = bytearray(path.read_bytes())
+    data[60:90] = bytes(b ^ 0xFF for b in data[60:90])  # inside the deflate stream, past the member header
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataFormatError, match="could not be parsed.*decompressing"):
+        read_homedepot_csv(path)
+
+
+@pytest.mark.parametrize("column, value, message", [("product_uid", "abc", "product_uid must be whole numbers"),
+                                                    ("product_uid", "12.5", "product_uid must be whole numbers"),
+                                                    ("relevance", "high", "relevance must be a number")])
+def test_non_numeric_ids_and_grades_are_a_clear_error(tmp_path, column, value, message):
+    path = tmp_path / "train.csv"
+    row = {"id": "1", "product_uid": "100001", "product_title": "Hammer", "search_term": "hammer", "relevance": "3"}
+    row[column] = value
+    path.write_text(",".join(row) + "\n" + ",".join(row.values()) + "\n", encoding="latin-1")
+    with pytest.raises(DataFormatError, match=message):
+        read_homedepot_csv(path)

@@ -6,12 +6,23 @@ import pytest
 from ecomrec import notebook, reporting
 
 
-def test_begin_names_the_notebooks_it_needs(tmp_path):
-    (tmp_path / "reports" / "smoke" / "metrics").mkdir(parents=True)
-    (tmp_path / "reports" / "smoke" / "metrics" / "04_finetuning.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="05_hybrid_recommendation"):
+def test_begin_needs_its_prerequisites_completed_not_merely_started(tmp_path):
+    metrics_dir = tmp_path / "reports" / "smoke" / "metrics"
+
+    def begin_06():
         notebook.begin("06_evaluation", "smoke", 42, "cpu", str(tmp_path / "artifacts"), str(tmp_path / "reports"),
                        needs=("04_finetuning", "05_hybrid_recommendation"))
+
+    for name in ("04_finetuning", "05_hybrid_recommendation"):  # both ran to their last cell
+        reporting.start(name, metrics_dir)
+        reporting.complete(profile="smoke", seed=42)
+    reporting.start("05_hybrid_recommendation", metrics_dir)  # a new run of 05 began... and stopped early
+    assert (metrics_dir / "05_hybrid_recommendation.json").is_file()
+    with pytest.raises(FileNotFoundError, match="05_hybrid_recommendation has not completed"):
+        begin_06()
+    reporting.complete(profile="smoke", seed=7)  # it completed, but with another seed
+    with pytest.raises(ValueError, match="05_hybrid_recommendation last completed with seed 7"):
+        begin_06()
 
 
 def test_begin_without_prepared_data_says_what_to_run(tmp_path):
@@ -26,3 +37,28 @@ def test_finish_records_wall_time_and_peak_memory(tmp_path):
     recorded = json.loads(path.read_text())
     assert 2.0 <= recorded["deploy/all/notebook/seconds"] < 60
     assert 0.01 < recorded["deploy/all/notebook/peak_memory_gib"] < 64  # GiB, whatever ru_maxrss's unit
+
+
+def test_quiet_libraries_silences_library_bars_but_not_the_courses():
+    # in a fresh process: the settings are process-wide and read when tqdm is imported
+    import subprocess
+    import sys
+
+    code = ("import warnings\n"
+            "from ecomrec.notebook import quiet_libraries\n"
+            "quiet_libraries()\n"
+            "from tqdm import tqdm\n"
+            "from ecomrec.progress import progress\n"
+            "assert tqdm(range(3)).disable  # a library bar that does not say disable=\n"
+            "bar = progress(range(3), desc='ours')\n"
+            "assert not bar.disable\n"
+            "list(bar)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('default')\n"
+            "    quiet_libraries()\n"
+            "    warnings.warn('IProgress not found. Please update jupyter and ipywidgets.')\n"
+            "    warnings.warn('something the course should hear about')\n"
+            "assert [str(w.message) for w in caught] == ['something the course should hear about'], caught\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ours: 100%" in done.stdout and "ours" not in done.stderr  # the course's bar, on stdout

@@ -1,11 +1,13 @@
 import hashlib
+import json
 
 import pandas as pd
 import pytest
 
 from ecomrec.config import Profile
 from fixture_files import TINY
-from ecomrec.data.errors import SchemaError
+from ecomrec.data.errors import DataError, SchemaError
+from ecomrec.data.sources import sha256_file
 from ecomrec.data.prepare import MANIFEST, load_prepared, prepare
 
 TINY_SAMPLED = Profile("tiny", search_queries=8, search_valid_queries=2, search_test_queries=2, rec_users=5, rec_kcore=3)
@@ -52,5 +54,22 @@ def test_load_prepared_checks_schemas(data_dir, tmp_path):
     out_dir = prepare(TINY, data_dir, tmp_path, seed=1).out_dir
     broken = pd.read_parquet(out_dir / "office/loo_test.parquet").assign(rating=9.0)
     broken.to_parquet(out_dir / "office/loo_test.parquet", index=False)
+    manifest = json.loads((out_dir / MANIFEST).read_text())  # as if prepare itself had written the bad frame
+    manifest["files"]["office/loo_test.parquet"]["sha256"] = sha256_file(out_dir / "office/loo_test.parquet")
+    (out_dir / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(SchemaError, match="office interactions.*above 5"):
+        load_prepared(tmp_path, TINY)
+
+
+def test_load_prepared_refuses_files_that_differ_from_the_manifest(data_dir, tmp_path):
+    out_dir = prepare(TINY, data_dir, tmp_path, seed=1).out_dir
+    assert load_prepared(tmp_path, TINY, seed=1)
+    with pytest.raises(DataError, match="prepared with seed 1, not 2"):
+        load_prepared(tmp_path, TINY, seed=2)
+    path = out_dir / "homedepot/queries.parquet"
+    path.write_bytes(path.read_bytes()[:-10])  # a write cut short
+    with pytest.raises(DataError, match="queries.parquet is missing or differs from the sha256"):
+        load_prepared(tmp_path, TINY)
+    path.unlink()
+    with pytest.raises(DataError, match="missing or differs"):
         load_prepared(tmp_path, TINY)

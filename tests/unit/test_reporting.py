@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -47,6 +48,27 @@ def test_record_before_start(metrics_dir):
         reporting.record("a/b/c", 1)
 
 
+def test_completion_marker_exists_only_after_complete(metrics_dir):
+    reporting.start("02_augmentation", metrics_dir)
+    assert reporting.completion(metrics_dir, "02_augmentation") is None
+    reporting.complete(profile="smoke", seed=42)
+    assert reporting.completion(metrics_dir, "02_augmentation") == {"notebook": "02_augmentation", "profile": "smoke",
+                                                                    "seed": 42}
+    reporting.start("02_augmentation", metrics_dir)  # a new run: not complete until it says so
+    assert reporting.completion(metrics_dir, "02_augmentation") is None
+    assert reporting.load_metrics(metrics_dir) == {"02_augmentation": {}}  # the marker is no metrics file
+
+
+def test_index_links_every_notebook_page(metrics_dir):
+    report = metrics_dir.parent
+    report.mkdir(parents=True)
+    for name in ("01_data", "04_finetuning", "04b_llm_synthesis", "07_deployment"):
+        (report / f"{name}.html").write_text("<html></html>")
+    page = reporting.build_index(report).read_text()
+    links = re.findall(r"<li><a href='([^']+)\.html'>", page)
+    assert links == ["01_data", "04_finetuning", "04b_llm_synthesis", "07_deployment"]
+
+
 def test_index_links_notebooks_and_lists_metrics(metrics_dir):
     reporting.start("01_data", metrics_dir)
     reporting.record("data/homedepot/judgments", 74067)
@@ -55,9 +77,10 @@ def test_index_links_notebooks_and_lists_metrics(metrics_dir):
     page = reporting.build_index(report).read_text()
     assert "href='01_data.html'" in page and "data/homedepot/judgments" in page and "74,067" in page
     assert "Summary" not in page
-    (report / "summary.md").write_text("# summary\n| a <b> | 1 |\n")
+    (report / "summary.md").write_text("# summary\n\n| system | NDCG@10 |\n|---|---|\n| a <b> | 0.3 |\n")
     page = reporting.build_index(report).read_text()
-    assert "href='summary.md'" in page and "| a &lt;b&gt; | 1 |" in page  # shown, escaped
+    assert "href='summary.md'" in page and "<td>a &lt;b&gt;</td>" in page  # an HTML table, text escaped
+    assert "| system |" not in page
 
 
 def test_metric_key_makes_valid_segments(metrics_dir):

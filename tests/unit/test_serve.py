@@ -28,7 +28,9 @@ def client(minilm):
                       index=DenseIndex(product_ids, encode(minilm, PRODUCTS)),
                       recommender=ItemKNN(ITEMS).fit(events), item_ids=np.array(ITEMS), item_titles=np.array(ITEMS),
                       item_embeddings=encode(minilm, ITEMS))
-    return TestClient(create_app(service))
+    client = TestClient(create_app(service))
+    client.app_service = service
+    return client
 
 
 def test_clean_query():
@@ -48,13 +50,16 @@ def test_search_finds_the_product(client):
 
 
 def test_recommend_and_similar(client):
+    from fastapi.testclient import TestClient
+
     recs = client.get("/recommend", params={"user_id": "u3"}).json()["results"]
     assert recs[0]["item_id"] == "staples box"  # co-occurs with u3's stapler
     assert "stapler" not in [r["item_id"] for r in recs]  # history never comes back
     similar = client.get("/similar", params={"item_id": "stapler", "k": 2}).json()["results"]
     assert [r["item_id"] for r in similar][0] == "staples box" and "stapler" not in [r["item_id"] for r in similar]
-    health = client.get("/health").json()
-    assert health["status"] == "ok" and health["products"] == len(PRODUCTS) and health["users"] == 3
+    assert client.get("/health").json() == {"status": "ok"}  # no process internals by default
+    detailed = TestClient(create_app(client.app_service, health_details=True)).get("/health").json()
+    assert detailed["status"] == "ok" and detailed["products"] == len(PRODUCTS) and detailed["users"] == 3
 
 
 @pytest.mark.parametrize("path, params, status", [
@@ -77,7 +82,8 @@ def test_odd_but_valid_text_is_served(client):
     for q in ["perceuse sans fil", "drill 🔨", "'; DROP TABLE products; --", "%00%ff", "ドリル", "1/2 in."]:
         response = client.get("/search", params={"q": q})
         assert response.status_code == 200, q
-    assert client.get("/search?q=%ff%fe").status_code < 500  # bytes that are not UTF-8
+    response = client.get("/search?q=%ff%fe")  # bytes that are not UTF-8
+    assert response.status_code == 400 and response.json() == {"detail": "the request is not valid UTF-8"}
 
 
 def test_one_thread_per_worker_limits_every_native_pool():

@@ -3,7 +3,7 @@ import hashlib
 import pytest
 
 from ecomrec.data.errors import ChecksumMismatchError, DataFileMissingError
-from ecomrec.data.sources import MANIFEST_NAME, DataFile, locate, read_manifest, sha256_file
+from ecomrec.data.sources import MANIFEST_NAME, VERIFY_ENV, DataFile, locate, read_manifest, sha256_file
 
 SOURCE = DataFile(folder="ds", name="f.bin", sha256=(hashlib.sha256(b"right").hexdigest(),),
                   how_to_obtain="ask the course team")
@@ -32,9 +32,22 @@ def test_known_checksum_passes_and_wrong_one_fails(tmp_path):
     assert locate(SOURCE, tmp_path, verify=False).exists()
 
 
-def test_manifest_checksum_is_accepted(tmp_path):
+def test_a_sha256sums_entry_is_no_source_of_trust(tmp_path):
     (tmp_path / "ds").mkdir()
-    (tmp_path / "ds" / "f.bin").write_bytes(b"original download")
-    (tmp_path / "ds" / MANIFEST_NAME).write_text(f"{hashlib.sha256(b'original download').hexdigest()}  f.bin\n")
-    assert read_manifest(tmp_path / "ds") == {"f.bin": hashlib.sha256(b"original download").hexdigest()}
+    (tmp_path / "ds" / "f.bin").write_bytes(b"anything at all")
+    (tmp_path / "ds" / MANIFEST_NAME).write_text(f"{hashlib.sha256(b'anything at all').hexdigest()}  f.bin\n")
+    assert read_manifest(tmp_path / "ds") == {"f.bin": hashlib.sha256(b"anything at all").hexdigest()}
+    with pytest.raises(ChecksumMismatchError, match="local record, not a published one.*ECOMREC_VERIFY_CHECKSUMS=0"):
+        locate(SOURCE, tmp_path)
+
+
+def test_verification_follows_the_environment_unless_told(tmp_path, monkeypatch):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "f.bin").write_bytes(b"unpublished")
+    monkeypatch.setenv(VERIFY_ENV, "0")
     assert locate(SOURCE, tmp_path).name == "f.bin"
+    with pytest.raises(ChecksumMismatchError):
+        locate(SOURCE, tmp_path, verify=True)  # an explicit argument wins
+    monkeypatch.setenv(VERIFY_ENV, "maybe")
+    with pytest.raises(ValueError, match="use 1"):
+        locate(SOURCE, tmp_path)
