@@ -29,7 +29,9 @@ QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_
 # Warnings from inside the libraries about their own internals, harmless here (a learner can do nothing about
 # them): (message regex, category).
 LIBRARY_WARNINGS = [(r"`is_gradient_checkpointing` is deprecated", FutureWarning),
-                    (r"IProgress not found", Warning)]
+                    (r"IProgress not found", Warning),
+                    # ranx's numba kernels, when they are first compiled in a new environment (ANSI-coloured)
+                    (r".*unsafe cast from uint64 to int64", Warning)]
 
 
 def quiet_libraries() -> None:
