@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import shutil
 from pathlib import Path
 
-from ecomrec.storage import write_text_atomic
+from ecomrec.storage import atomic_path, write_text_atomic
 
 MATHJAX_PACKAGE = "jupyter_server_mathjax"
 MATHJAX_DIR = "mathjax"  # beside the pages
@@ -46,14 +45,8 @@ def install_mathjax(report_dir: str | Path) -> Path:
     dest = Path(report_dir) / MATHJAX_DIR
     if (dest / "MathJax.js").is_file():
         return dest
-    tmp = dest.with_name(f".{MATHJAX_DIR}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(mathjax_source(), tmp, ignore=shutil.ignore_patterns("LICENSE*"))
-    shutil.copy2(mathjax_source() / "LICENSE", tmp / "LICENSE")
-    try:
-        os.replace(tmp, dest)  # atomic: a page never sees a half-copied MathJax
-    except OSError:  # another process placed a copy first
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_path(dest) as tmp:  # a page never sees a half-copied MathJax
+        shutil.copytree(mathjax_source(), tmp)
     return dest
 
 
