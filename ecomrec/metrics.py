@@ -88,6 +88,19 @@ def paired_bootstrap(a, b, n_resamples: int = 2_000, confidence: float = 0.95, s
     return {"diff": mean, "low": low, "high": high, "p_value": float(min(1.0, p))}
 
 
+HELPED, HURT, NO_DIFFERENCE = "helped", "hurt", "made no detectable difference"
+
+
+def verdict(low: float, high: float) -> str:
+    """The course's one reading of a paired interval of (new − reference): "helped" when it lies above zero,
+    "hurt" when below, else "made no detectable difference". Every notebook's prose uses it, so the same
+    numbers always read the same way."""
+    low, high = float(low), float(high)
+    if not (np.isfinite(low) and np.isfinite(high)) or low > high:
+        raise ValueError(f"need a finite interval with low <= high, got [{low}, {high}]")
+    return HELPED if low > 0 else HURT if high < 0 else NO_DIFFERENCE
+
+
 def catalog_coverage(recommended: pd.Series, catalogue_size: int) -> float:
     """Share of the catalogue that appears in at least one recommendation list."""
     return len(set().union(*map(set, recommended))) / catalogue_size if len(recommended) else 0.0

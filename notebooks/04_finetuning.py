@@ -44,9 +44,10 @@ from ecomrec import reporting
 from ecomrec.notebook import begin, finish
 from ecomrec.augment.attributes import BrandLexicon, parse_attributes
 from ecomrec.data.pairs import RELEVANT, judged_pairs
-from ecomrec.metrics import bootstrap_ci, paired_bootstrap
+from ecomrec.metrics import bootstrap_ci, paired_bootstrap, verdict
 from ecomrec.models import behaviour
 from ecomrec.models import retrieval as R
+from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.models.encoders import load_minilm, minilm_path, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.serve.export import ParallelOnnxCrossEncoder, encode_with_onnx
@@ -178,11 +179,18 @@ print({k: f"{v:,}" for k, v in sizes.items()}, f"— {profile.biencoder_steps} s
 # Each fine-tuned model must embed the whole catalogue again — the dominant cost of this chapter on a
 # CPU. The catalogue pass runs the same fp32 weights through ONNX Runtime (about 10 % faster here than
 # PyTorch; `07` explains the export), and every pass is checked against PyTorch on a sample of titles.
+# Every pass goes through an **embedding cache** (`ecomrec.models.embedding_cache`) keyed by a hash of the
+# model's weights and tokenizer, the titles and the runtime: a later notebook that trains the very same model
+# (`06` does, twice) reads these embeddings instead of paying for the pass again.
 
 # %%
+embedding_cache = EmbeddingCache(root / "embeddings")  # shared by 04, 04b and 06
+
+
 def encode_catalogue(model, name: str) -> np.ndarray:
-    """Every title through ONNX Runtime (fp32); raises if it departs from PyTorch on a sample."""
-    return encode_with_onnx(model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True)
+    """Every title through ONNX Runtime (fp32), once per distinct model; raises if it departs from PyTorch."""
+    return embedding_cache.get(model, titles, "onnx-fp32", lambda: encode_with_onnx(
+        model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True))
 
 
 fits, catalogues, best = {}, {}, None
@@ -404,8 +412,7 @@ plt.show()
 def delta(name: str, against: str = "MiniLM + MNRL") -> str:
     d = paired_bootstrap(per_query[(against, "test")]["ndcg@10"].to_numpy(),
                          per_query[(name, "test")].loc[per_query[(against, "test")].index, "ndcg@10"].to_numpy(), seed=SEED)
-    verdict = "helped" if d["low"] > 0 else "hurt" if d["high"] < 0 else "made no difference we can detect"
-    return f"{name}: {d['diff']:+.3f} NDCG@10 [{d['low']:+.3f}, {d['high']:+.3f}] against {against} — {verdict}"
+    return f"{name}: {d['diff']:+.3f} NDCG@10 [{d['low']:+.3f}, {d['high']:+.3f}] against {against} — {verdict(d['low'], d['high'])}"
 
 
 print(f"Selected on valid: {selected} — test NDCG@10 {table.loc[selected, 'ndcg@10']:.3f} "

@@ -58,13 +58,14 @@ from ecomrec.augment.attributes import BrandLexicon
 from ecomrec.augment.filters import explode_generated, filter_queries
 from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator, for_generation, generation_dtype
 from ecomrec.data.pairs import RELEVANT, judged_pairs, office_content_text, office_item_text
-from ecomrec.metrics import bootstrap_ci, paired_bootstrap
+from ecomrec.metrics import bootstrap_ci, paired_bootstrap, verdict
 from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import load_minilm
 from ecomrec.models.search import BM25Index, DenseIndex, encode, expand_documents
 from ecomrec.notebook import begin, finish
 from ecomrec.recommend import models as M
 from ecomrec.recommend.evaluate import rank_metrics, target_ranks
+from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.serve.export import encode_with_onnx
 from ecomrec.storage import save_parquet
 
@@ -77,9 +78,6 @@ if GEN_DTYPE not in ("auto", "float32", "bfloat16"):
 gen_dtype = generation_dtype(device) if GEN_DTYPE == "auto" else getattr(torch, GEN_DTYPE)
 print(f"SmolLM2 generates in {str(gen_dtype).removeprefix('torch.')} on {device} (GEN_DTYPE={GEN_DTYPE!r})")
 
-
-def verdict(low: float, high: float) -> str:
-    return "helped" if low > 0 else "hurt" if high < 0 else "made no detectable difference"
 
 # %% [markdown]
 # ## 1. The model, offline
@@ -421,13 +419,15 @@ query_text = queries.set_index(C.COL_QUERY_ID)[C.COL_QUERY]
 qrels = R.search_qrels(frames, "test")
 test_ids = qrels[C.COL_QUERY_ID].unique()
 per_query, fit_seconds = {}, {}
+embedding_cache = EmbeddingCache(root / "embeddings")  # keyed by weights and titles, shared with 04 and 06
 for name, pairs in sources.items():
     model = load_minilm(device)
     data = Dataset.from_dict({"anchor": pairs[C.COL_QUERY].tolist(), "positive": pairs[C.COL_TITLE].tolist()}).shuffle(seed=SEED)
     fit = R.train_biencoder(model, data, out_dir / "checkpoints", max_steps=profile.biencoder_steps, batch_size=BATCH_SIZE,
                             seed=SEED, device=device, logging_steps=max(1, profile.biencoder_steps // 10))
     fit_seconds[name] = fit.seconds
-    catalogue = encode_with_onnx(model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True)
+    catalogue = embedding_cache.get(model, titles, "onnx-fp32", lambda: encode_with_onnx(
+        model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True))
     found, scores = DenseIndex(ids, catalogue).search(encode(model, query_text.loc[test_ids].tolist()), k=100)
     per_query[name] = R.evaluate_run(qrels, R.run_frame(test_ids, found, scores))
     print(f"{name}: trained in {fit.seconds:.0f} s, NDCG@10 {per_query[name]['ndcg@10'].mean():.4f}")

@@ -43,7 +43,8 @@ from ecomrec import config as C
 from ecomrec import reporting
 from ecomrec.notebook import begin, finish
 from ecomrec.data.pairs import office_content_text
-from ecomrec.metrics import bootstrap_ci, catalog_coverage, intra_list_diversity, novelty, paired_bootstrap, popularity_bias
+from ecomrec.metrics import (bootstrap_ci, catalog_coverage, intra_list_diversity, novelty, paired_bootstrap, popularity_bias,
+                             verdict)
 from ecomrec.models.encoders import load_minilm
 from ecomrec.models.search import encode
 from ecomrec.recommend import models as M
@@ -234,8 +235,7 @@ print("The learned hybrid beats every single model with a paired interval exclud
 for a, b in (("SASRec + sequence views", "SASRec"), ("content + synthetic queries", "content")):
     d = paired_bootstrap(per_user[b][f"ndcg@{K}"].to_numpy(), per_user[a][f"ndcg@{K}"].to_numpy(), seed=SEED)
     reporting.record(f"rec/test/{reporting.metric_key(a)}_vs_{reporting.metric_key(b)}/ndcg@{K}_delta", d["diff"])
-    verdict = "helped" if d["low"] > 0 else "hurt" if d["high"] < 0 else "made no detectable difference"
-    print(f"{a} vs {b}: {d['diff']:+.4f} NDCG@{K} [{d['low']:+.4f}, {d['high']:+.4f}] — the augmentation {verdict}")
+    print(f"{a} vs {b}: {d['diff']:+.4f} NDCG@{K} [{d['low']:+.4f}, {d['high']:+.4f}] — the augmentation {verdict(d['low'], d['high'])}")
 pd.DataFrame(lines).set_index("single model")
 
 # %% [markdown]

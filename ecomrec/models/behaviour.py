@@ -25,6 +25,16 @@ MINIMUM_FUNCTIONALITY = (
 )
 
 
+_DTYPES = {"query": object, "title": object, "score": float, "rank": int, "check": object, "variant": object,
+           "variant_score": float, "variant_rank": int, "passed": bool}
+
+
+def _empty(columns: Sequence[str]) -> pd.DataFrame:
+    """No cases, with each column's real dtype: concatenated with other checks, `passed` stays boolean (an
+    object column would turn `~passed` into integers -1/-2)."""
+    return pd.DataFrame({column: pd.Series(dtype=_DTYPES[column]) for column in columns})
+
+
 def pair_scores(encoder, queries: Sequence[str], titles: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """Cosine similarity of each (query, title) pair under a sentence encoder."""
     q = encoder.encode(list(queries), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
@@ -138,7 +148,7 @@ def invariance_checks(encoder, queries: Sequence[str], titles: Sequence[str], ca
         parts.append(sub.assign(check=check, variant=kept, variant_score=pair_scores(encoder, kept, sub["title"].tolist()),
                                 variant_rank=variant_rank, passed=variant_rank <= sub["rank"].to_numpy() + rank_tolerance))
     columns = ["query", "title", "score", "rank", "check", "variant", "variant_score", "variant_rank", "passed"]
-    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns] if parts else _empty(columns)
 
 
 def brand_checks(encoder, queries: Sequence[str], titles: Sequence[str], brands: Sequence[str | None],
@@ -149,7 +159,7 @@ def brand_checks(encoder, queries: Sequence[str], titles: Sequence[str], brands:
     """
     rows = [(q, t, b) for q, t, b in zip(queries, titles, brands) if b and b.lower() not in q.lower()]
     if not rows:
-        return pd.DataFrame(columns=["query", "title", "score", "check", "variant", "variant_score", "passed"])
+        return _empty(["query", "title", "score", "check", "variant", "variant_score", "passed"])
     q, t, b = map(list, zip(*rows))
     variants = [f"{brand} {query}" for brand, query in zip(b, q)]
     base, with_brand = pair_scores(encoder, q, t), pair_scores(encoder, variants, t)

@@ -75,3 +75,14 @@ def test_a_checker_can_fail():  # an encoder that ignores its input passes no di
             return np.ones((len(texts), 4), dtype=np.float32) / 2
 
     assert not B.minimum_functionality(Constant())["passed"].any()
+
+
+def test_checks_with_no_cases_keep_a_boolean_pass_column(encoder):
+    # a query whose words have no plural, unit or typo rewrite, and a product whose brand is unknown
+    none = B.invariance_checks(encoder, ["a"], ["Stanley 25 ft. Tape Measure"], ["Stanley 25 ft. Tape Measure"])
+    no_brand = B.brand_checks(encoder, ["tape measure"], ["Stanley 25 ft. Tape Measure"], [None])
+    assert no_brand.empty and no_brand["passed"].dtype == bool
+    checks = B.invariance_checks(encoder, [q for q, _, _ in CASES], [t for _, t, _ in CASES], [t for _, t, _ in CASES])
+    together = __import__("pandas").concat([none, no_brand, checks], ignore_index=True)
+    assert together["passed"].dtype == bool
+    assert len(together[~together["passed"]]) == int((~checks["passed"]).sum())  # `~` negates, not -1/-2

@@ -99,3 +99,15 @@ def test_beyond_accuracy():
     assert M.novelty(recs, popularity, n_users=8) == pytest.approx(np.mean([0, 2, 0, 3]))
     emb = {"a": np.array([1.0, 0.0]), "b": np.array([1.0, 0.0]), "c": np.array([0.0, 1.0])}
     assert M.intra_list_diversity(recs, emb) == pytest.approx(0.5)  # lists: distance 0 and 1
+
+
+def test_verdict_reads_a_paired_interval():
+    assert M.verdict(0.001, 0.02) == "helped"
+    assert M.verdict(-0.03, -0.0001) == "hurt"
+    assert M.verdict(-0.01, 0.01) == M.verdict(0.0, 0.01) == M.verdict(-0.01, 0.0) == "made no detectable difference"
+    d = M.paired_bootstrap(np.zeros(50), np.full(50, 0.1))  # b better than a on every query
+    assert M.verdict(d["low"], d["high"]) == "helped"
+    with pytest.raises(ValueError):
+        M.verdict(0.2, 0.1)
+    with pytest.raises(ValueError):
+        M.verdict(float("nan"), 0.1)

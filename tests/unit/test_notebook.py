@@ -1,9 +1,12 @@
 import json
 import time
+from pathlib import Path
 
 import pytest
 
 from ecomrec import notebook, reporting
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_begin_needs_its_prerequisites_completed_not_merely_started(tmp_path):
@@ -62,3 +65,14 @@ def test_quiet_libraries_silences_library_bars_but_not_the_courses():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "ours: 100%" in done.stdout and "ours" not in done.stderr  # the course's bar, on stdout
+
+
+def test_every_verdict_comes_from_the_one_helper():
+    """"helped / hurt / no detectable difference" is decided in one place (ecomrec.metrics.verdict)."""
+    import re
+
+    sources = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.py"))
+    assert sources
+    for source in sources:
+        text = source.read_text()
+        assert not re.search(r"def verdict|[\"']helped[\"'] if", text), f"{source.name} decides a verdict itself"
