@@ -100,7 +100,10 @@ cards
 # * **k-core**: users and items with fewer than k events are removed, repeatedly, until none is left
 #   (the Office file is already 5-core, so this is a check that removes nothing in the full profile).
 # * **Same-day events**: Amazon timestamps have *day* precision. Events of one user on one day are
-#   ordered by item id — arbitrary, but deterministic and independent of the file's line order.
+#   ordered by a fixed hash of (user, item) — arbitrary, but deterministic and independent of the file's
+#   line order. Not by item id: Amazon's ids (ASINs) were issued over time, so an id order would make the
+#   newest product the last event of every tied day, and leave-one-out test targets would lean towards
+#   products the training data has barely seen.
 
 # %%
 prepared.log
@@ -222,8 +225,9 @@ rec_splits
 # (`02`, `05`) are meant to help with.
 #
 # ## Exercises
-# 1. Change the tie rule for same-day events to "reverse item id". How many leave-one-out test targets
-#    change? What does that tell you about the noise in a leave-one-out benchmark on day-precision data?
+# 1. Change the tie rule for same-day events to "item id". How many leave-one-out test targets change,
+#    and how does the training popularity of the test targets move? What does that tell you about the
+#    noise in a leave-one-out benchmark on day-precision data?
 # 2. The search split is random over queries. Build a split where test queries share *no product* with
 #    train queries. How many queries survive, and why would such a split be harder?
 # 3. Plot relevance against query length. Are long queries judged less relevant on average?

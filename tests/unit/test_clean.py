@@ -41,11 +41,18 @@ def test_k_core_rejects_bad_k():
         k_core(pd.DataFrame({"u": [], "i": []}), "u", "i", 0)
 
 
-def test_order_events_breaks_ties_by_item_independent_of_row_order():
-    df = pd.DataFrame({"u": ["x", "x", "x"], "i": ["c", "a", "b"], "t": [5, 5, 1]})
+def test_order_events_breaks_ties_by_a_hash_independent_of_row_order_and_of_item_id_order():
+    df = pd.DataFrame({"u": ["x"] * 7, "i": ["c", "a", "b", "f", "e", "d", "g"], "t": [5, 5, 1, 5, 5, 5, 5]})
     first = order_events(df, "u", "i", "t")
     second = order_events(df.iloc[::-1], "u", "i", "t")
-    assert first["i"].tolist() == ["b", "a", "c"] == second["i"].tolist()
+    assert first["i"].tolist() == second["i"].tolist()
+    assert first["i"].iloc[0] == "b"  # time first
+    tied = first["i"].tolist()[1:]
+    assert sorted(tied) == ["a", "c", "d", "e", "f", "g"] and tied != sorted(tied)  # not an id order ...
+    assert tied != sorted(tied, reverse=True)  # ... in either direction (ids are issued over time)
+    # the key is the (user, item) pair: another user's same items on one day get their own order
+    other = order_events(df.assign(u="y"), "u", "i", "t")["i"].tolist()[1:]
+    assert sorted(other) == sorted(tied)
 
 
 def test_drop_duplicate_events_keeps_latest():

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ecomrec.data.clean import order_events
 from ecomrec.data.split import leave_one_out_split, split_queries, temporal_split
 
 
@@ -36,8 +37,11 @@ def events():
 
 def test_leave_one_out_last_is_test_second_last_is_valid():
     parts = leave_one_out_split(events())
-    assert parts["test"].set_index("user_id")["item_id"].to_dict() == {"a": "i4", "b": "i3"}  # tie → item id
-    assert parts["valid"].set_index("user_id")["item_id"].to_dict() == {"a": "i3", "b": "i2"}
+    # user a's last two events tie (day 3): `order_events`' rule decides which is valid and which is test
+    tied = order_events(events()[events()["user_id"] == "a"], "user_id", "item_id", "timestamp")["item_id"].tolist()[-2:]
+    assert sorted(tied) == ["i3", "i4"]
+    assert parts["test"].set_index("user_id")["item_id"].to_dict() == {"a": tied[1], "b": "i3"}  # tie → the hash rule
+    assert parts["valid"].set_index("user_id")["item_id"].to_dict() == {"a": tied[0], "b": "i2"}
     assert sorted(parts["train"]["item_id"]) == ["i1", "i1", "i2"]
     assert sum(len(p) for p in parts.values()) == len(events())
 
