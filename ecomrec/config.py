@@ -53,7 +53,10 @@ class Profile:
     rerank_queries: int = 20  # test queries whose top-100 the cross-encoder re-ranks (04)
     calibration_judgments: int = 500  # valid judgments that calibrate cross-encoder scores to grades (04)
     behaviour_queries: int = 250  # test queries sampled for the behavioural checks (04)
-    sasrec_epochs: int = 3  # SASRec training epochs (05)
+    sasrec_epochs: int = 3  # SASRec's maximum epochs; early stopping on valid NDCG@10 usually ends it first (05)
+    sasrec_patience: int = 3  # epochs without a better valid NDCG@10 before SASRec stops (05)
+    sasrec_trials: int = 2  # Optuna trials of the SASRec search, the default configuration first (05)
+    rec_trials: int = 4  # Optuna trials of each cheap search: ItemKNN, EASE, ALS, BPR (05)
     latency_calls: int = 20  # timed model calls per variant and batch size (07)
     bench_requests: int = 300  # requests of the load test run inside 07 (`make bench` sends 10,000)
     llm_lora_steps: int = 6  # SmolLM2 LoRA query-writer steps of batch 16 (04b)
@@ -69,12 +72,14 @@ PROFILES: dict[str, Profile] = {
                      rec_users=800, rec_kcore=3, gen_train_steps=40, gen_products=150, triplet_anchors=240,
                      mlm_heldout=120, mlm_scratch_steps=20, mlm_head_steps=6, mlm_adapt_steps=12,
                      biencoder_steps=6, cross_steps=8, rerank_queries=12, calibration_judgments=300,
-                     behaviour_queries=100, sasrec_epochs=2, latency_calls=10, bench_requests=150,
+                     behaviour_queries=100, sasrec_epochs=100, sasrec_patience=10, sasrec_trials=2, rec_trials=4,
+                     latency_calls=10, bench_requests=150,
                      llm_lora_steps=4, llm_quality_products=10, llm_products=40, llm_office_items=12),
     "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,
                     rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
                     mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
-                    biencoder_steps=40, cross_steps=120, rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=30,
+                    biencoder_steps=40, cross_steps=120, rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
+                    sasrec_patience=5, sasrec_trials=8, rec_trials=30,
                     latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
                     llm_products=5_000, llm_office_items=None),
 }

@@ -60,8 +60,11 @@ FLOORS: dict[str, list[Floor]] = {
         Floor("llm/test_bm25/title_plus_SmolLM2_LoRA_queries/ndcg@10", "llm/test_bm25/title_only/ndcg@10", 0.03),
     ],
     "05_hybrid_recommendation": [
+        Floor("rec/valid/SASRec/ndcg@10", "rec/valid/popularity/ndcg@10", -0.01,
+              why="SASRec, early-stopped on valid, must beat recommending the most popular items there"),
         Floor("rec/test/SASRec/ndcg@10", "rec/test/popularity/ndcg@10", -0.001,
               why="SASRec must beat recommending the most popular items"),
+        Floor("rec/test/EASE/ndcg@10", "rec/test/popularity/ndcg@10", -0.001),
         Floor("rec/test/ItemKNN/ndcg@10", "rec/test/popularity/ndcg@10", -0.001),
         Floor("rec/test/learned_fusion/ndcg@10", "rec/test/popularity/ndcg@10", -0.001),
         Floor("hybrid_search/test/weighted_fusion/ndcg@10", "hybrid_search/test/BM25/ndcg@10", 0.03,

@@ -53,6 +53,30 @@ def evaluate_run(qrels: pd.DataFrame, run: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(C.COL_QUERY_ID)
 
 
+def fuse_runs(runs: dict[str, pd.DataFrame], weights: dict[str, float] | None = None, rrf_k: int = 60) -> pd.DataFrame:
+    """Fuse (query_id, product_id, score) runs over the union of their lists.
+
+    Without `weights`: reciprocal rank fusion, Σ_runs 1 / (rrf_k + rank), rank 1 = a run's best score
+    (ties by list order). With `weights` ({run name: w}): Σ_runs w · min-max(score) per query (a query
+    whose scores are all equal scales to 0). A product missing from a run gets nothing from it.
+    """
+    if weights is not None and set(weights) != set(runs):
+        raise ValueError(f"weights name {sorted(weights)}, runs are {sorted(runs)}")
+    parts = []
+    for name, run in runs.items():
+        run = run.copy()
+        if weights is None:
+            run["rank"] = run.groupby(C.COL_QUERY_ID)["score"].rank(ascending=False, method="first")
+            run["part"] = 1.0 / (rrf_k + run["rank"])
+        else:
+            g = run.groupby(C.COL_QUERY_ID)["score"]
+            span = (g.transform("max") - g.transform("min")).replace(0, 1.0)
+            run["part"] = weights[name] * (run["score"] - g.transform("min")) / span
+        parts.append(run[[C.COL_QUERY_ID, C.COL_PRODUCT_ID, "part"]])
+    fused = pd.concat(parts).groupby([C.COL_QUERY_ID, C.COL_PRODUCT_ID], as_index=False)["part"].sum()
+    return fused.rename(columns={"part": "score"})
+
+
 @dataclass
 class FitResult:
     """Loss curve, wall time, throughput and trainable parameters of one fine-tuning run."""

@@ -6,6 +6,7 @@ catalogue it was given; `recommend` removes each user's training history before 
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import numpy as np
@@ -73,6 +74,31 @@ class Recommender:
         self.histories = pd.concat([self.histories, events.groupby(C.COL_USER, sort=False)[C.COL_ITEM].agg(list)])
         self.histories = self.histories.groupby(level=0).agg(lambda lists: [i for items in lists for i in items])
         return added
+
+    def fold_in(self, events: pd.DataFrame) -> "Recommender":
+        """A copy of this model whose users' histories also hold `events` (e.g. each user's validation
+        interaction, when scoring for test under the field's leave-one-out), with every learnt parameter
+        kept: the new items shape the user's scores and are never recommended back. Models whose scores
+        do not read the history matrix override it (content profiles, matrix factorisation)."""
+        model = copy.copy(self)  # `_append` reassigns, never mutates, the shared matrix and histories
+        model._append(events)
+        return model
+
+    def _item_matrix(self, extra: pd.DataFrame | None) -> sp.csr_matrix:
+        """The training matrix, plus the cells of `extra` events (training users only) when given: events
+        that teach an item-item model without entering any user's history (e.g. `02`'s synthetic
+        cold-item interactions)."""
+        if extra is None or not len(extra):
+            return self.user_items
+        self._check_events(extra)
+        rows = self.user_index.index.get_indexer(pd.Index(extra[C.COL_USER]))
+        if (rows < 0).any():
+            raise ValueError(f"{int((rows < 0).sum())} extra events name users outside the training events")
+        cols = self.item_index[extra[C.COL_ITEM]].to_numpy()
+        added = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=self.user_items.shape)
+        matrix = (self.user_items + added).tocsr()
+        matrix.data[:] = 1.0
+        return matrix
 
     def scores(self, users: Sequence) -> np.ndarray:  # pragma: no cover - every model overrides it
         raise NotImplementedError
@@ -176,9 +202,11 @@ class ItemKNN(Recommender):
         super().__init__(items)
         self.shrinkage, self.neighbours = shrinkage, neighbours
 
-    def fit(self, events: pd.DataFrame) -> "ItemKNN":
+    def fit(self, events: pd.DataFrame, item_events: pd.DataFrame | None = None) -> "ItemKNN":
+        """Similarities from `events` (plus `item_events`, which never enter a user's history)."""
         self._prepare(events)
-        self.co = (self.user_items.T @ self.user_items).toarray().astype(np.float64)  # co-occurrence counts
+        matrix = self._item_matrix(item_events)
+        self.co = (matrix.T @ matrix).toarray().astype(np.float64)  # co-occurrence counts
         self.similarity = self._similarity(self.co)
         return self
 
@@ -211,6 +239,37 @@ class ItemKNN(Recommender):
         return (self.user_items[self._rows(users)] @ self.similarity).toarray()
 
 
+class EASE(Recommender):
+    """EASE (Steck, WWW 2019): a linear item-item model with a zero diagonal, in closed form.
+
+    minimise ‖X − XB‖² + λ‖B‖² subject to diag(B) = 0, over the users × items training matrix X. With
+    P = (XᵀX + λI)⁻¹ the solution is B = I − P · diag(1 / diag P), i.e. B_ij = −P_ij / P_jj off the
+    diagonal; score(u, ·) = X_u B. One inverse of an items × items matrix, no iterations.
+    """
+
+    name = "ease"
+
+    def __init__(self, items: Sequence, regularization: float = 250.0):
+        super().__init__(items)
+        if regularization <= 0:
+            raise ValueError(f"regularization must be positive, got {regularization}")
+        self.regularization = regularization
+
+    def fit(self, events: pd.DataFrame, item_events: pd.DataFrame | None = None) -> "EASE":
+        """B from `events` (plus `item_events`, which never enter a user's history)."""
+        self._prepare(events)
+        matrix = self._item_matrix(item_events)
+        gram = (matrix.T @ matrix).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.regularization
+        precision = np.linalg.inv(gram)
+        self.weights = -precision / np.diag(precision)[None, :]
+        np.fill_diagonal(self.weights, 0.0)
+        return self
+
+    def scores(self, users: Sequence) -> np.ndarray:
+        return np.asarray(self.user_items[self._rows(users)] @ self.weights)
+
+
 class ImplicitMF(Recommender):
     """Matrix factorisation from the `implicit` library: ALS (confidence-weighted least squares) or BPR
     (pairwise ranking). score(u, i) = x_u · y_i."""
@@ -231,6 +290,7 @@ class ImplicitMF(Recommender):
         from threadpoolctl import threadpool_limits
 
         self._prepare(events)
+        self.events = events[[C.COL_USER, C.COL_ITEM]]
         p = self.params
         # implicit parallelises itself; a BLAS pool on top thrashes (ALS checks, and warns, when it is created)
         with threadpool_limits(1, "blas"):
@@ -244,6 +304,12 @@ class ImplicitMF(Recommender):
             model.fit(self.user_items.tocsr(), show_progress=False)
         self.user_factors, self.item_factors = np.asarray(model.user_factors), np.asarray(model.item_factors)
         return self
+
+    def fold_in(self, events: pd.DataFrame) -> "ImplicitMF":
+        """A refit, with the same hyper-parameters and seed, on the training events plus `events`: the user
+        factors are learnt from the history, so a history-only fold-in would change nothing."""
+        model = copy.copy(self)
+        return model.fit(pd.concat([self.events, events], ignore_index=True))
 
     def scores(self, users: Sequence) -> np.ndarray:
         return self.user_factors[self._rows(users)] @ self.item_factors.T
@@ -265,6 +331,16 @@ class ContentBased(Recommender):
 
     def fit(self, events: pd.DataFrame) -> "ContentBased":
         self._prepare(events)
+        self._profiles()
+        return self
+
+    def fold_in(self, events: pd.DataFrame) -> "ContentBased":
+        """A copy whose profiles are recomputed from the histories plus `events` (the latest weighs 1)."""
+        model = super().fold_in(events)
+        model._profiles()
+        return model
+
+    def _profiles(self) -> None:
         profiles = np.zeros((len(self.users), self.embeddings.shape[1]))
         for row, history in enumerate(self.histories.loc[self.users]):
             idx = self.item_index[history].to_numpy()
@@ -272,7 +348,6 @@ class ContentBased(Recommender):
             profiles[row] = weights @ self.embeddings[idx]
         norms = np.linalg.norm(profiles, axis=1, keepdims=True)
         self.profiles = profiles / np.where(norms > 0, norms, 1.0)
-        return self
 
     def scores(self, users: Sequence) -> np.ndarray:
         return self.profiles[self._rows(users)] @ self.embeddings.T
@@ -313,6 +388,12 @@ class WeightedFusion(Recommender):
     def fit(self, events: pd.DataFrame) -> "WeightedFusion":
         self._prepare(events)
         return self
+
+    def fold_in(self, events: pd.DataFrame) -> "WeightedFusion":
+        """A copy over each component's own fold-in of `events`, with the same weights."""
+        model = super().fold_in(events)
+        model.models = [m.fold_in(events) for m in self.models]
+        return model
 
     def _component_scores(self, users: Sequence):
         """Each component's scores with the users' training history masked (−inf), so history items do

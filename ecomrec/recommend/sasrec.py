@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -89,11 +89,20 @@ class SASRec(Recommender):
         return inputs, targets
 
     def fit(self, events: pd.DataFrame, extra_sequences: Sequence[Sequence] | None = None,
-            progress: bool = False) -> "SASRec":
+            progress: bool = False, valid_targets: dict | None = None, patience: int = 5,
+            on_epoch: Callable[[int, float], None] | None = None, k: int = 10) -> "SASRec":
         """Train on each user's history (and `extra_sequences`, e.g. 02's augmented views).
 
-        Records `history` (epoch, loss, seconds) and `epoch_seconds`.
+        With `valid_targets` ({user: held-out item}), NDCG@k on them is measured after every epoch; training
+        stops once it has not improved for `patience` epochs (or at `epochs`), and the weights of the best
+        epoch are restored. `on_epoch(epoch, valid_ndcg)` is called after each epoch (an Optuna pruner
+        raises from it). Records `history` (epoch, loss, seconds[, valid NDCG@k]), `epoch_seconds`, and with
+        `valid_targets` also `best_epoch`, `best_valid` and `stopped` ("patience" or "epoch budget").
         """
+        from ecomrec.recommend.evaluate import rank_metrics, target_ranks
+
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1, got {patience}")
         self._prepare(events)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
@@ -107,8 +116,10 @@ class SASRec(Recommender):
         self.net = SASRecNet(len(self.items), **self.config).to(self.device)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
         loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
-        rows = []
-        for epoch in progress_bar(range(1, self.epochs + 1), desc="SASRec epochs", disable=not progress):
+        valid_users = sorted(valid_targets) if valid_targets else []
+        rows, best_state, self.best_epoch, self.best_valid, self.stopped = [], None, None, -1.0, "epoch budget"
+        bar = progress_bar(range(1, self.epochs + 1), desc="SASRec epochs", disable=not progress)
+        for epoch in bar:
             start, total, count = time.perf_counter(), 0.0, 0
             self.net.train()
             for batch_rows in self._length_bucketed_batches(lengths, rng):
@@ -122,7 +133,23 @@ class SASRec(Recommender):
                 optimiser.step()
                 total += loss.detach().item() * len(batch)
                 count += len(batch)
-            rows.append({"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - start})
+            row = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - start}
+            rows.append(row)
+            if valid_targets:
+                score = float(rank_metrics(target_ranks(self, valid_users, valid_targets), k=k)[f"ndcg@{k}"].mean())
+                row[f"valid_ndcg@{k}"] = score
+                bar.set_postfix(valid=f"{score:.4f}", best=f"{max(score, self.best_valid):.4f}", refresh=False)
+                if score > self.best_valid:
+                    self.best_valid, self.best_epoch = score, epoch
+                    best_state = {name: t.detach().clone() for name, t in self.net.state_dict().items()}
+                if on_epoch is not None:
+                    self.history = pd.DataFrame(rows)
+                    on_epoch(epoch, score)
+                if epoch - self.best_epoch >= patience:
+                    self.stopped = "patience"
+                    break
+        if best_state is not None:
+            self.net.load_state_dict(best_state)  # the best epoch on valid, not the last one
         self.history = pd.DataFrame(rows)
         self.epoch_seconds = float(self.history["seconds"].mean())
         return self

@@ -173,3 +173,17 @@ def test_heldout_mnrl_loss_is_low_when_pairs_match():
     assert good < 1e-6 < 10 < bad
     with pytest.raises(ValueError):
         R.heldout_mnrl_loss(Lookup(), ["a"], ["a"], batch_size=4)
+
+
+def test_fuse_runs_by_reciprocal_ranks_and_by_weighted_min_max():
+    from ecomrec.models.retrieval import fuse_runs
+
+    a = pd.DataFrame({"query_id": ["q"] * 3, "product_id": ["x", "y", "z"], "score": [3.0, 2.0, 1.0]})
+    b = pd.DataFrame({"query_id": ["q"] * 2, "product_id": ["z", "w"], "score": [10.0, 0.0]})
+    rrf = fuse_runs({"a": a, "b": b}, rrf_k=60).set_index("product_id")["score"]
+    assert rrf["z"] == pytest.approx(1 / 63 + 1 / 61) and rrf["x"] == pytest.approx(1 / 61) and rrf["w"] == pytest.approx(1 / 62)
+    weighted = fuse_runs({"a": a, "b": b}, {"a": 0.25, "b": 0.75}).set_index("product_id")["score"]
+    # min-max per query: a → x 1, y 0.5, z 0; b → z 1, w 0
+    assert weighted.to_dict() == pytest.approx({"x": 0.25, "y": 0.125, "z": 0.75, "w": 0.0})
+    with pytest.raises(ValueError):
+        fuse_runs({"a": a, "b": b}, {"a": 1.0})

@@ -1,0 +1,240 @@
+"""EASE, fold-in, early stopping and the valid-only search: the field's leave-one-out protocol."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from ecomrec import config as C
+from ecomrec.recommend import models as M
+from ecomrec.recommend import tuning as T
+from ecomrec.recommend.evaluate import rank_metrics
+from ecomrec.recommend.protocol import LeaveOneOut, fold_in_method, recbole_rule
+from ecomrec.recommend.sasrec import SASRec
+
+ITEMS = ["a", "b", "c", "d", "e", "f"]
+
+
+def events(pairs, start=0):
+    return pd.DataFrame([(u, i, start + t) for t, (u, i) in enumerate(pairs)],
+                        columns=[C.COL_USER, C.COL_ITEM, C.COL_TIMESTAMP])
+
+
+def random_events(users=40, items=12, per_user=5, seed=0):
+    rng = np.random.default_rng(seed)
+    names = [f"i{j}" for j in range(items)]
+    pairs = [(f"u{u}", names[j]) for u in range(users) for j in rng.choice(items, per_user, replace=False)]
+    return names, events(pairs)
+
+
+def test_ease_equals_a_direct_least_squares_solve_per_column():
+    names, train = random_events()
+    lam = 3.0
+    model = M.EASE(names, regularization=lam).fit(train)
+    x = model.user_items.toarray().astype(np.float64)
+    for j in range(len(names)):
+        others = [c for c in range(len(names)) if c != j]
+        xo = x[:, others]
+        direct = np.linalg.solve(xo.T @ xo + lam * np.eye(len(others)), xo.T @ x[:, j])  # ridge of column j on the rest
+        assert np.allclose(model.weights[others, j], direct, atol=1e-8)
+        assert model.weights[j, j] == 0
+    assert np.allclose(model.scores(["u0"])[0], x[0] @ model.weights)
+    with pytest.raises(ValueError):
+        M.EASE(names, regularization=0.0)
+
+
+def test_item_events_shape_the_item_model_but_never_a_history():
+    names, train = random_events(seed=1)
+    extra = events([("u0", names[-1]), ("u1", names[-1])])
+    plain = M.EASE(names, 5.0).fit(train)
+    with_extra = M.EASE(names, 5.0).fit(train, item_events=extra)
+    assert not np.allclose(plain.weights, with_extra.weights)
+    assert (with_extra.user_items != plain.user_items).nnz == 0  # histories untouched
+    knn = M.ItemKNN(names, shrinkage=0.0).fit(train, item_events=extra)
+    by_hand = sp.csr_matrix(knn.user_items.toarray().astype(bool) | np.isin(
+        np.arange(len(names))[None, :], [names.index(names[-1])]) & np.isin(knn.users, ["u0", "u1"])[:, None])
+    assert np.allclose(knn.co, (by_hand.T.astype(float) @ by_hand.astype(float)).toarray())
+    with pytest.raises(ValueError, match="users outside"):
+        M.EASE(names, 5.0).fit(train, item_events=events([("stranger", names[0])]))
+
+
+def tiny_split():
+    """Users walking a, b, c, d, e, f in order (u4 starts at e): train = all but the last two, valid, test."""
+    walks = {"u1": "abcdef", "u2": "bcdef", "u3": "abcdef", "u4": "efabcd"}
+    rows = [(u, i) for u, walk in walks.items() for i in walk]
+    ordered = events(rows)
+    last = ordered.groupby(C.COL_USER).cumcount(ascending=False)
+    return LeaveOneOut(ordered[last >= 2], ordered[last == 1], ordered[last == 0])
+
+
+def test_test_time_history_includes_the_validation_item_under_fold_in():
+    loo = tiny_split()
+    assert loo.targets("valid") == {"u1": "e", "u2": "e", "u3": "e", "u4": "c"} and loo.targets("test")["u1"] == "f"
+    for model in (M.ItemKNN(ITEMS, shrinkage=0.0), M.EASE(ITEMS, 1.0), M.Popularity(ITEMS),
+                  M.ContentBased(ITEMS, np.eye(len(ITEMS))), M.ImplicitMF(ITEMS, "als", factors=2, iterations=3),
+                  SASRec(ITEMS, hidden=8, layers=1, heads=1, max_len=8, epochs=1, batch_size=2)):
+        model.fit(loo.train)
+        folded, exclude = loo.test_view(model, "fold-in")
+        assert exclude is None
+        assert folded.histories["u1"][-1] == "e" and model.histories["u1"][-1] == "d"  # the original is untouched
+        assert folded.blocked(["u1"])[0, ITEMS.index("e")] and not model.blocked(["u1"])[0, ITEMS.index("e")]
+        _, exclude = loo.test_view(model, "training history")
+        assert exclude == {"u1": ["e"], "u2": ["e"], "u3": ["e"], "u4": ["c"]}
+    # a model that reads the history: the folded-in item changes the scores
+    knn = M.ItemKNN(ITEMS, shrinkage=0.0).fit(loo.train)
+    assert not np.allclose(knn.scores(["u1"]), loo.test_view(knn, "fold-in")[0].scores(["u1"]))
+    content = M.ContentBased(ITEMS, np.eye(len(ITEMS))).fit(loo.train)
+    assert content.fold_in(loo.valid).scores(["u1"])[0].argmax() == ITEMS.index("e")  # the latest item weighs most
+
+
+def test_sasrec_reads_the_validation_item_as_its_last_input():
+    loo = tiny_split()
+    model = SASRec(ITEMS, hidden=16, layers=1, heads=1, max_len=8, dropout=0.0, epochs=60, batch_size=4,
+                   learning_rate=1e-2).fit(pd.concat([loo.train, events([(f"x{k}", i) for k in range(20) for i in "abcdef"], 100)]))
+    folded, _ = loo.test_view(model, "fold-in")
+    assert folded.scores(["u1"])[0].argmax() == ITEMS.index("f")  # after ..., d, e comes f
+    assert model.scores(["u1"])[0].argmax() == ITEMS.index("e")  # from the training history alone: e, two steps short
+    ranks = loo.test_ranks(model)
+    assert set(ranks) == {"fold-in", "training history"} and ranks["fold-in"]["u1"] == 1
+    assert recbole_rule(model) == "fold-in" and recbole_rule(M.EASE(ITEMS)) == "training history"
+    assert fold_in_method(M.ImplicitMF(ITEMS, "bpr")) == "refit on train + valid"
+
+
+def test_matrix_factorisation_fold_in_is_a_refit_on_train_plus_valid():
+    loo = tiny_split()
+    model = M.ImplicitMF(ITEMS, "als", factors=2, iterations=5).fit(loo.train)
+    folded = model.fold_in(loo.valid)
+    refit = M.ImplicitMF(ITEMS, "als", factors=2, iterations=5).fit(pd.concat([loo.train, loo.valid]))
+    assert np.allclose(folded.user_factors, refit.user_factors) and np.allclose(folded.item_factors, refit.item_factors)
+    assert not np.allclose(folded.item_factors, model.item_factors)  # the original keeps its own factors
+
+
+def chain_data(users=60, seed=0):
+    """Users walk a fixed cycle of 8 items from a random start: the next item is always predictable."""
+    rng = np.random.default_rng(seed)
+    names = [f"i{j}" for j in range(8)]
+    rows = [(f"u{u}", names[(start + s) % 8]) for u in range(users) for start in [int(rng.integers(8))] for s in range(6)]
+    ordered = events(rows)
+    last = ordered.groupby(C.COL_USER).cumcount(ascending=False)
+    return names, LeaveOneOut(ordered[last >= 2], ordered[last == 1], ordered[last == 0])
+
+
+def test_early_stopping_restores_the_best_epoch():
+    names, loo = chain_data()
+    model = SASRec(names, hidden=16, layers=1, heads=1, max_len=8, dropout=0.0, epochs=40, batch_size=16,
+                   learning_rate=3e-2)
+    seen = []
+    model.fit(loo.train, valid_targets=loo.targets("valid"), patience=3, on_epoch=lambda e, v: seen.append((e, v)))
+    curve = model.history.set_index("epoch")["valid_ndcg@10"]
+    assert [e for e, _ in seen] == curve.index.tolist() and np.allclose([v for _, v in seen], curve.to_numpy())
+    assert model.best_epoch == int(curve.idxmax()) and model.best_valid == pytest.approx(curve.max())
+    assert model.stopped in ("patience", "epoch budget")
+    if model.stopped == "patience":
+        assert curve.index.max() == model.best_epoch + 3
+    # the restored weights are the best epoch's: valid NDCG now equals the best, not the last, value
+    assert T.valid_ndcg(model, loo.targets("valid")) == pytest.approx(model.best_valid)
+
+
+def test_early_stopping_keeps_an_earlier_epoch_when_valid_gets_worse():
+    names, loo = chain_data()
+    scores = iter([0.5, 0.9, 0.1, 0.1, 0.1, 0.1])
+    model = SASRec(names, hidden=8, layers=1, heads=1, max_len=8, epochs=6, batch_size=16, learning_rate=0.5)
+    snapshots = {}
+
+    def remember(epoch, value):
+        snapshots[epoch] = {k: v.clone() for k, v in model.net.state_dict().items()}
+
+    import ecomrec.recommend.evaluate as E
+    real = E.rank_metrics
+
+    def scripted(ranks, k=10, recall_k=20):  # valid NDCG by script: best at epoch 2, then three worse epochs
+        out = real(ranks, k, recall_k)
+        out[f"ndcg@{k}"] = next(scores)
+        return out
+
+    E.rank_metrics = scripted
+    try:
+        model.fit(loo.train, valid_targets=loo.targets("valid"), patience=3, on_epoch=remember)
+    finally:
+        E.rank_metrics = real
+    assert model.best_epoch == 2 and model.stopped == "patience" and model.history["epoch"].max() == 5
+    for name, tensor in model.net.state_dict().items():
+        assert torch_equal(tensor, snapshots[2][name]), name
+    assert not all(torch_equal(t, snapshots[5][n]) for n, t in model.net.state_dict().items())
+
+
+def torch_equal(a, b):
+    import torch
+    return bool(torch.equal(a, b))
+
+
+def test_the_search_starts_from_the_defaults_and_is_reproducible():
+    names, loo = chain_data()
+    space = T.spaces(names, loo.train, loo.targets("valid"))["ItemKNN"]
+    a = T.search("ItemKNN", space, loo.targets("valid"), n_trials=5, seed=3)
+    b = T.search("ItemKNN", space, loo.targets("valid"), n_trials=5, seed=3)
+    assert a.trials.loc[0, "neighbours"] == 100 and a.trials.loc[0, "shrinkage"] == 10.0
+    assert a.best_params == b.best_params and a.best_valid == a.trials["value"].max()
+    assert a.best_valid == pytest.approx(T.valid_ndcg(a.model, loo.targets("valid")))
+    with pytest.raises(ValueError):
+        T.search("ItemKNN", space, loo.targets("valid"), n_trials=0)
+
+
+def test_tuning_never_reads_test(monkeypatch):
+    """Selection is identical when the test targets are scrambled, and test is scored once, after it."""
+    names, loo = chain_data(seed=4)
+    rng = np.random.default_rng(0)
+    seen = pd.concat([loo.train, loo.valid]).groupby(C.COL_USER)[C.COL_ITEM].agg(set)
+    other = [rng.choice(sorted(set(names) - seen[u] - {i})) for u, i in zip(loo.test[C.COL_USER], loo.test[C.COL_ITEM])]
+    scrambled_test = loo.test.assign(**{C.COL_ITEM: other})  # every test target replaced by another unseen item
+    scrambled = LeaveOneOut(loo.train, loo.valid, scrambled_test)
+    import ecomrec.recommend.protocol as P
+    searched, tested = [], []
+    real_search, real_test = T.target_ranks, P.target_ranks
+    monkeypatch.setattr(T, "target_ranks", lambda *a, **k: searched.append(a[2]) or real_search(*a, **k))
+    monkeypatch.setattr(P, "target_ranks", lambda *a, **k: tested.append(a[2]) or real_test(*a, **k))
+    chosen = {}
+    for split in (loo, scrambled):
+        spaces = T.spaces(names, split.train, split.targets("valid"), sasrec_epochs=3)
+        for name in ("EASE", "ItemKNN", "SASRec"):
+            before = len(tested)
+            tuned = T.search(name, spaces[name], split.targets("valid"), n_trials=3, pruning=name == "SASRec")
+            assert len(tested) == before  # the search scored nothing on test ...
+            assert searched and all(c == split.targets("valid") for c in searched)  # ... only ever valid
+            chosen.setdefault(name, []).append(tuned.best_params)
+            split.test_ranks(tuned.model, views=("fold-in",))
+            assert len(tested) == before + 1 and tested[-1] == split.targets("test")  # test: once, after selection
+    for name, (a, b) in chosen.items():
+        assert a == b, name
+
+
+def test_the_fusion_weight_search_equals_one_weighted_fusion_per_grid_point():
+    names, loo = chain_data(seed=2)
+    parts = [M.ItemKNN(names, shrinkage=0.0).fit(loo.train), M.Popularity(names).fit(loo.train), M.EASE(names, 2.0).fit(loo.train)]
+    grid = [(1, 0, 0), (0, 1, 0), (0.5, 0.25, 1.0), (0, 0.5, 0.5)]
+    best, scores = T.fusion_weights(parts, loo.targets("valid"), grid)
+    direct = [T.valid_ndcg(M.WeightedFusion(parts, w).fit(loo.train), loo.targets("valid")) for w in grid]
+    assert np.allclose(scores, direct) and tuple(best) == tuple(map(float, grid[int(np.argmax(direct))]))
+    with pytest.raises(ValueError):
+        T.fusion_weights(parts, loo.targets("valid"), [(0, 0, 0)])
+
+
+def test_a_diverging_trial_is_counted_as_failed_and_the_search_goes_on():
+    from implicit.recommender_base import ModelFitError
+
+    names, loo = chain_data()
+
+    def fit(params, trial):
+        if params["regularization"] > 10:
+            raise ModelFitError("NaN encountered in factors")
+        return M.EASE(names, params["regularization"]).fit(loo.train)
+
+    space = T.Space({"regularization": 100.0}, lambda t: {"regularization": t.suggest_float("regularization", 1.0, 5.0)}, fit)
+    tuned = T.search("EASE", space, loo.targets("valid"), n_trials=4)
+    assert tuned.failed == 1 and len(tuned.trials) == 4 and tuned.best_params["regularization"] <= 5.0
+    assert "failed (diverged)" in search_table_columns(tuned)
+
+
+def search_table_columns(tuned):
+    from ecomrec.recommend.report import search_table
+    return search_table({"EASE": tuned}).columns
