@@ -68,8 +68,10 @@ class SASRec(Recommender):
         self.seed, self.device = seed, device
 
     def _encode(self, sequence: Sequence) -> list[int]:
-        mask_index = len(self.items) + 1
-        return [mask_index if item == MASK_ITEM else int(self.item_index[item]) + 1 for item in sequence]
+        if getattr(self, "_codes", None) is None:  # a dict: a pandas lookup per item was most of scoring's Python time
+            self._codes = {item: code for code, item in enumerate(self.items.tolist(), start=1)}
+            self._codes[MASK_ITEM] = len(self.items) + 1
+        return [self._codes[item] for item in sequence]
 
     def _batch(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs s[:-1] and targets s[1:], cut to the last max_len steps and right-padded to the batch's
@@ -167,15 +169,22 @@ class SASRec(Recommender):
         return [batches[i] for i in rng.permutation(len(batches))]
 
     @torch.inference_mode()
-    def scores(self, users: Sequence, histories: dict | None = None) -> np.ndarray:
+    def scores(self, users: Sequence, histories: dict | None = None, chunk: int = 256) -> np.ndarray:
         """Next-item scores from each user's training history (or from `histories[user]` when given,
         e.g. the training history plus the validation item when scoring for test)."""
         self._rows(users)
         self.net.eval()
         sequences = [self._encode((histories or {}).get(u, self.histories[u]))[-self.config["max_len"]:] for u in users]
-        inputs = torch.full((len(users), self.config["max_len"]), PAD, dtype=torch.long)
-        last = torch.tensor([len(s) - 1 for s in sequences])
-        for row, seq in enumerate(sequences):
-            inputs[row, :len(seq)] = torch.tensor(seq)
-        hidden = self.net(inputs.to(self.device))[torch.arange(len(users)), last.to(self.device)]
+        lengths = np.array([len(seq) for seq in sequences])
+        hidden = torch.empty((len(users), self.config["hidden"]), device=self.device)
+        # users in groups of similar length, each right-padded to its own longest sequence: with causal attention
+        # the padding cannot change a real position's output, and most histories are far shorter than max_len
+        order = np.argsort(lengths, kind="stable")
+        for start in range(0, len(order), chunk):
+            rows = order[start:start + chunk]
+            inputs = torch.full((len(rows), int(lengths[rows].max())), PAD, dtype=torch.long)
+            for row, user_row in enumerate(rows):
+                inputs[row, :lengths[user_row]] = torch.tensor(sequences[user_row])
+            out = self.net(inputs.to(self.device))
+            hidden[torch.as_tensor(rows, device=self.device)] = out[torch.arange(len(rows)), torch.as_tensor(lengths[rows] - 1)]
         return self.net.logits(hidden).cpu().numpy()

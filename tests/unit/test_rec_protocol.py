@@ -238,3 +238,24 @@ def test_a_diverging_trial_is_counted_as_failed_and_the_search_goes_on():
 def search_table_columns(tuned):
     from ecomrec.recommend.report import search_table
     return search_table({"EASE": tuned}).columns
+
+
+def test_sasrec_scores_do_not_depend_on_how_users_are_grouped_and_padded():
+    import torch
+
+    names, loo = chain_data(users=30)
+    ragged = pd.concat([loo.train, events([("long", names[j % 8]) for j in range(20)], 1_000)])
+    model = SASRec(names, hidden=16, layers=2, heads=2, max_len=12, dropout=0.0, epochs=2, batch_size=8).fit(ragged)
+    users = sorted(ragged[C.COL_USER].unique())
+    one_by_one, grouped = model.scores(users, chunk=1), model.scores(users, chunk=1_000)
+    assert np.allclose(one_by_one, grouped, atol=1e-5)
+    # and both equal padding every user to max_len, as a single batch
+    seqs = [model._encode(model.histories[u])[-12:] for u in users]
+    inputs = torch.zeros((len(users), 12), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        inputs[row, :len(seq)] = torch.tensor(seq)
+    with torch.inference_mode():
+        model.net.eval()
+        hidden = model.net(inputs)[torch.arange(len(users)), torch.tensor([len(s) - 1 for s in seqs])]
+        padded = model.net.logits(hidden).numpy()
+    assert np.allclose(one_by_one, padded, atol=1e-5)
