@@ -33,6 +33,12 @@ def target_ranks(model: Recommender, users: Sequence, targets: dict, exclude: di
     return pd.Series(ranks, index=pd.Index(users, name=C.COL_USER), name="rank")
 
 
+def mean_ndcg(model: Recommender, targets: dict, k: int = 10) -> float:
+    """Mean NDCG@k of `model` on {user: held-out item}, ranking every item outside each user's history
+    (the score that early stopping, the searches and model selection read on valid)."""
+    return float(rank_metrics(target_ranks(model, sorted(targets), targets), k=k)[f"ndcg@{k}"].mean())
+
+
 def rank_metrics(ranks: pd.Series | np.ndarray, k: int = 10, recall_k: int = 20) -> pd.DataFrame:
     """Per user: hr@k, ndcg@k, mrr, recall@recall_k from target ranks (np.inf = not ranked)."""
     r = np.asarray(ranks, dtype=float)

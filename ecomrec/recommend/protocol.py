@@ -12,7 +12,7 @@ the user's known history; what "part of the history" means depends on the model:
   the ranking. This is RecBole's rule for its *general* models (ItemKNN, BPR, EASE, popularity), and for
   a sequential model it means predicting two steps ahead.
 
-`RECBOLE_RULE` names, per model, the view RecBole reports, so the course's figures compare with its
+`recbole_rule` names, per model, the view RecBole reports, so the course's figures compare with its
 published ones; the fold-in view is the one a deployed system would use, and the hybrids build on it.
 """
 
@@ -67,6 +67,9 @@ class LeaveOneOut:
                 raise ValueError(f"leave-one-out {name} must hold one event per user")
         if set(self.valid[C.COL_USER]) != set(self.test[C.COL_USER]):
             raise ValueError("valid and test must hold the same users")
+        # built once: the notebook asks for them per user in places (frozen: hence object.__setattr__)
+        object.__setattr__(self, "_targets", {name: getattr(self, name).set_index(C.COL_USER)[C.COL_ITEM].to_dict()
+                                              for name in ("valid", "test")})
 
     @property
     def users(self) -> list:
@@ -75,7 +78,7 @@ class LeaveOneOut:
     def targets(self, split: str) -> dict:
         if split not in ("valid", "test"):
             raise ValueError(f"split must be 'valid' or 'test', not {split!r}")
-        return getattr(self, split).set_index(C.COL_USER)[C.COL_ITEM].to_dict()
+        return self._targets[split]
 
     def test_view(self, model: Recommender, view: str) -> tuple[Recommender, dict | None]:
         """(model to score with, extra exclusions) for test under `view` (see the module docstring)."""

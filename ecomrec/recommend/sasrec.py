@@ -101,7 +101,7 @@ class SASRec(Recommender):
         raises from it). Records `history` (epoch, loss, seconds[, valid NDCG@k]), `epoch_seconds`, and with
         `valid_targets` also `best_epoch`, `best_valid` and `stopped` ("patience" or "epoch budget").
         """
-        from ecomrec.recommend.evaluate import rank_metrics, target_ranks
+        from ecomrec.recommend.evaluate import mean_ndcg
 
         if patience < 1:
             raise ValueError(f"patience must be at least 1, got {patience}")
@@ -118,7 +118,6 @@ class SASRec(Recommender):
         self.net = SASRecNet(len(self.items), **self.config).to(self.device)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
         loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
-        valid_users = sorted(valid_targets) if valid_targets else []
         rows, best_state, self.best_epoch, self.best_valid, self.stopped = [], None, None, -1.0, "epoch budget"
         bar = progress_bar(range(1, self.epochs + 1), desc="SASRec epochs", disable=not progress)
         for epoch in bar:
@@ -138,7 +137,7 @@ class SASRec(Recommender):
             row = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - start}
             rows.append(row)
             if valid_targets:
-                score = float(rank_metrics(target_ranks(self, valid_users, valid_targets), k=k)[f"ndcg@{k}"].mean())
+                score = mean_ndcg(self, valid_targets, k)
                 row[f"valid_ndcg@{k}"] = score
                 bar.set_postfix(valid=f"{score:.4f}", best=f"{max(score, self.best_valid):.4f}", refresh=False)
                 if score > self.best_valid:

@@ -19,13 +19,8 @@ import pandas as pd
 
 from ecomrec import config as C
 from ecomrec.recommend import models as M
-from ecomrec.recommend.evaluate import rank_metrics, target_ranks
+from ecomrec.recommend.evaluate import mean_ndcg
 from ecomrec.recommend.sasrec import SASRec
-
-
-def valid_ndcg(model: M.Recommender, valid_targets: dict, k: int = 10) -> float:
-    """Mean NDCG@k of `model` on {user: validation item}, ranking every item outside the training history."""
-    return float(rank_metrics(target_ranks(model, sorted(valid_targets), valid_targets), k=k)[f"ndcg@{k}"].mean())
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,7 @@ def search(name: str, space: Space, valid_targets: dict, n_trials: int, seed: in
         params = space.sample(trial)
         start = time.perf_counter()
         model = space.fit(params, trial)
-        value = valid_ndcg(model, valid_targets)
+        value = mean_ndcg(model, valid_targets)
         trial.set_user_attr("fit_seconds", time.perf_counter() - start)
         for attr in ("best_epoch", "stopped"):
             if getattr(model, attr, None) is not None:

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from ecomrec import config as C
 from ecomrec.recommend import models as M
 from ecomrec.recommend import tuning as T
-from ecomrec.recommend.evaluate import rank_metrics
+from ecomrec.recommend.evaluate import mean_ndcg, rank_metrics
 from ecomrec.recommend.protocol import LeaveOneOut, fold_in_method, recbole_rule
 from ecomrec.recommend.sasrec import SASRec
 
@@ -132,7 +132,7 @@ def test_early_stopping_restores_the_best_epoch():
     if model.stopped == "patience":
         assert curve.index.max() == model.best_epoch + 3
     # the restored weights are the best epoch's: valid NDCG now equals the best, not the last, value
-    assert T.valid_ndcg(model, loo.targets("valid")) == pytest.approx(model.best_valid)
+    assert mean_ndcg(model, loo.targets("valid")) == pytest.approx(model.best_valid)
 
 
 def test_early_stopping_keeps_an_earlier_epoch_when_valid_gets_worse():
@@ -175,7 +175,7 @@ def test_the_search_starts_from_the_defaults_and_is_reproducible():
     b = T.search("ItemKNN", space, loo.targets("valid"), n_trials=5, seed=3)
     assert a.trials.loc[0, "neighbours"] == 100 and a.trials.loc[0, "shrinkage"] == 10.0
     assert a.best_params == b.best_params and a.best_valid == a.trials["value"].max()
-    assert a.best_valid == pytest.approx(T.valid_ndcg(a.model, loo.targets("valid")))
+    assert a.best_valid == pytest.approx(mean_ndcg(a.model, loo.targets("valid")))
     with pytest.raises(ValueError):
         T.search("ItemKNN", space, loo.targets("valid"), n_trials=0)
 
@@ -190,8 +190,9 @@ def test_tuning_never_reads_test(monkeypatch):
     scrambled = LeaveOneOut(loo.train, loo.valid, scrambled_test)
     import ecomrec.recommend.protocol as P
     searched, tested = [], []
-    real_search, real_test = T.target_ranks, P.target_ranks
-    monkeypatch.setattr(T, "target_ranks", lambda *a, **k: searched.append(a[2]) or real_search(*a, **k))
+    import ecomrec.recommend.evaluate as E
+    real_search, real_test = E.target_ranks, P.target_ranks  # searches score through evaluate.mean_ndcg
+    monkeypatch.setattr(E, "target_ranks", lambda *a, **k: searched.append(a[2]) or real_search(*a, **k))
     monkeypatch.setattr(P, "target_ranks", lambda *a, **k: tested.append(a[2]) or real_test(*a, **k))
     chosen = {}
     for split in (loo, scrambled):
@@ -213,7 +214,7 @@ def test_the_fusion_weight_search_equals_one_weighted_fusion_per_grid_point():
     parts = [M.ItemKNN(names, shrinkage=0.0).fit(loo.train), M.Popularity(names).fit(loo.train), M.EASE(names, 2.0).fit(loo.train)]
     grid = [(1, 0, 0), (0, 1, 0), (0.5, 0.25, 1.0), (0, 0.5, 0.5)]
     best, scores = T.fusion_weights(parts, loo.targets("valid"), grid)
-    direct = [T.valid_ndcg(M.WeightedFusion(parts, w).fit(loo.train), loo.targets("valid")) for w in grid]
+    direct = [mean_ndcg(M.WeightedFusion(parts, w).fit(loo.train), loo.targets("valid")) for w in grid]
     assert np.allclose(scores, direct) and tuple(best) == tuple(map(float, grid[int(np.argmax(direct))]))
     with pytest.raises(ValueError):
         T.fusion_weights(parts, loo.targets("valid"), [(0, 0, 0)])
