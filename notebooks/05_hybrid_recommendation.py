@@ -52,7 +52,7 @@ from ecomrec.recommend import models as M
 from ecomrec.recommend import tuning as T
 from ecomrec.recommend.evaluate import rank_metrics, ranks_from_lists, target_ranks
 from ecomrec.recommend.fusion import LearnedFusion, candidate_features
-from ecomrec.recommend.protocol import LeaveOneOut, fold_in_method, recbole_rule, temporal_next_item
+from ecomrec.recommend.protocol import LeaveOneOut, fold_in_method, recbole_rule, temporal_next_item, training_end
 from ecomrec.recommend.report import RECBOLE_REFERENCE, paired, plot_searches, search_table, summarise
 
 profile, device, root, _, frames, notebook_start = begin(
@@ -196,7 +196,8 @@ plt.show()
 # %% [markdown]
 # ## 3. Results on test, under both views
 #
-# Test is scored here, once per model, by the configuration selected above. The columns: valid
+# Test is scored here, once per model, by the configuration selected above. "Training ended by" says
+# whether SASRec stopped on its own (patience) or ran out of epochs (the budget). The other columns: valid
 # NDCG@10; test NDCG@10 in the **fold-in** view (the main figure, with its 95 % bootstrap interval over
 # users); in the **training-history** view; the view **RecBole** reports for that kind of model, and
 # RecBole 1.2.1's own figure on the same file where one was measured (an external reference, run once
@@ -217,6 +218,7 @@ table = pd.DataFrame({
     f"test NDCG@{K} (fold-in)": main[f"ndcg@{K}"],
     "95% CI": [f"[{lo:.4f}, {hi:.4f}]" for lo, hi in zip(main[f"ndcg@{K} low"], main[f"ndcg@{K} high"])],
     f"test NDCG@{K} (training history)": history_view[f"ndcg@{K}"],
+    "training ended by": [training_end(models[n]) for n in singles],
     "fold-in uses the valid item as": [fold_in_method(models[n]) for n in singles],
     "RecBole's view": [recbole_rule(models[n]) for n in singles]}, index=singles)
 table[RECBOLE_VIEW] = [main.loc[n, f"ndcg@{K}"] if table.loc[n, "RecBole's view"] == "fold-in"

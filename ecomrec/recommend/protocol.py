@@ -52,6 +52,22 @@ def fold_in_method(model: Recommender) -> str:
     return "history row (parameters kept)"
 
 
+def training_end(model: Recommender) -> str:
+    """What ended `model`'s training, in words (for the tables): for SASRec, early stopping ("patience")
+    or the epoch budget, with the kept epoch; otherwise how the model is fitted."""
+    from ecomrec.recommend.models import EASE, ImplicitMF, ItemKNN
+
+    if isinstance(model, SASRec) and model.best_epoch is None:
+        return f"epoch budget: {len(model.history)} epochs, no validation"
+    if isinstance(model, SASRec):
+        return f"{model.stopped}: kept epoch {model.best_epoch} of {len(model.history)}"
+    if isinstance(model, ImplicitMF):
+        return f"{model.params['iterations']} iterations (chosen on valid)"
+    if isinstance(model, (ItemKNN, EASE)):
+        return "closed form"
+    return "counts / embeddings, no training"
+
+
 @dataclass(frozen=True)
 class LeaveOneOut:
     """The three parts of a leave-one-out split and the views of a model they define."""

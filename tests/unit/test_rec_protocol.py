@@ -9,7 +9,7 @@ from ecomrec import config as C
 from ecomrec.recommend import models as M
 from ecomrec.recommend import tuning as T
 from ecomrec.recommend.evaluate import mean_ndcg, rank_metrics
-from ecomrec.recommend.protocol import LeaveOneOut, fold_in_method, recbole_rule
+from ecomrec.recommend.protocol import LeaveOneOut, fold_in_method, recbole_rule, training_end
 from ecomrec.recommend.sasrec import SASRec
 
 ITEMS = ["a", "b", "c", "d", "e", "f"]
@@ -97,6 +97,8 @@ def test_sasrec_reads_the_validation_item_as_its_last_input():
     ranks = loo.test_ranks(model)
     assert set(ranks) == {"fold-in", "training history"} and ranks["fold-in"]["u1"] == 1
     assert recbole_rule(model) == "fold-in" and recbole_rule(M.EASE(ITEMS)) == "training history"
+    assert training_end(model) == "epoch budget: 60 epochs, no validation"  # no valid targets: the budget ended it
+    assert training_end(M.ImplicitMF(ITEMS, "bpr", iterations=7)) == "7 iterations (chosen on valid)"
     assert fold_in_method(M.ImplicitMF(ITEMS, "bpr")) == "refit on train + valid"
 
 
@@ -129,6 +131,7 @@ def test_early_stopping_restores_the_best_epoch():
     assert [e for e, _ in seen] == curve.index.tolist() and np.allclose([v for _, v in seen], curve.to_numpy())
     assert model.best_epoch == int(curve.idxmax()) and model.best_valid == pytest.approx(curve.max())
     assert model.stopped in ("patience", "epoch budget")
+    assert training_end(model) == f"{model.stopped}: kept epoch {model.best_epoch} of {len(model.history)}"
     if model.stopped == "patience":
         assert curve.index.max() == model.best_epoch + 3
     # the restored weights are the best epoch's: valid NDCG now equals the best, not the last, value
