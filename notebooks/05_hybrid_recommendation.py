@@ -154,8 +154,8 @@ plt.show()
 # %% [markdown]
 # **SASRec + sequence views** trains the selected SASRec configuration on the real sequences plus `02`'s
 # augmented views (crop, mask, reorder), under the **same rule** as plain SASRec: until valid NDCG@10
-# stops improving, keeping the best epoch. An epoch over 4× the sequences costs about 4× the time, so
-# the two are compared each at its own convergence, not at equal epochs.
+# stops improving, keeping the best epoch. An epoch over the extra sequences costs more time (the cell
+# below prints both epoch times), so the two are compared each at its own convergence, not at equal epochs.
 
 # %%
 views = pd.read_parquet(root / "augment" / "sequence_views.parquet")
