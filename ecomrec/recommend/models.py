@@ -188,6 +188,40 @@ class Popularity(Recommender):
         return self
 
 
+class RecBolePopularity(Popularity):
+    """Popularity counted the way RecBole 1.2.1's `Pop` counts it, to show why its published figure differs.
+
+    RecBole trains `Pop` for one epoch over shuffled batches of `batch_positives` training interactions, each
+    with as many uniformly sampled negatives, and counts with `item_cnt[items] += 1`: an item repeated within
+    a batch is counted once. So the score is the number of *batches* an item occurs in (positive or sampled
+    negative), which saturates at the number of batches: the most popular items tie at the top, and
+    `torch.topk` orders tied items in an arbitrary fixed order. Here the same counts are drawn with a seeded
+    generator and ties are broken by a fixed seeded jitter below one count. Not a model to use: a lesson in
+    how an implementation detail moves a baseline."""
+
+    name = "popularity (RecBole's count)"
+
+    def __init__(self, items: Sequence, batch_positives: int = 1024, seed: int = C.SEED):
+        super().__init__(items)
+        if batch_positives < 1:
+            raise ValueError(f"batch_positives must be >= 1, got {batch_positives}")
+        self.batch_positives, self.seed = batch_positives, seed
+
+    def fit(self, events: pd.DataFrame) -> "RecBolePopularity":
+        self._prepare(events)
+        rng = np.random.default_rng(self.seed)
+        positives = self.user_items.tocoo().col
+        positives = positives[rng.permutation(len(positives))]
+        n_items = self.user_items.shape[1]
+        counts = np.zeros(n_items)
+        for start in range(0, len(positives), self.batch_positives):
+            batch = positives[start:start + self.batch_positives]
+            counts[np.unique(np.concatenate([batch, rng.integers(0, n_items, size=len(batch))]))] += 1
+        self.batches = -(-len(positives) // self.batch_positives)
+        self.counts = counts + 0.5 * rng.random(n_items)  # ties: a fixed arbitrary order, never across counts
+        return self
+
+
 class ItemKNN(Recommender):
     """Item-based collaborative filtering with shrunk cosine similarity.
 

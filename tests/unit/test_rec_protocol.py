@@ -263,3 +263,21 @@ def test_sasrec_scores_do_not_depend_on_how_users_are_grouped_and_padded():
         hidden = model.net(inputs)[torch.arange(len(users)), torch.tensor([len(s) - 1 for s in seqs])]
         padded = model.net.logits(hidden).numpy()
     assert np.allclose(one_by_one, padded, atol=1e-5)
+
+
+def test_recbole_popularity_counts_batches_not_interactions():
+    """RecBole's Pop adds one per batch an item occurs in: counts saturate at the number of batches."""
+    items = [f"i{j}" for j in range(6)]
+    events = pd.DataFrame({C.COL_USER: [f"u{k}" for k in range(8)] + ["u0"],
+                           C.COL_ITEM: ["i0"] * 6 + ["i1", "i2", "i1"]})
+    one_batch = M.RecBolePopularity(items, batch_positives=100).fit(events)
+    assert one_batch.batches == 1 and np.floor(one_batch.counts).max() == 1  # i0 six times: still one
+    per_event = M.RecBolePopularity(items, batch_positives=1).fit(events)
+    floor = np.floor(per_event.counts)
+    assert per_event.batches == 9 and floor[0] >= 6 and floor.max() <= 9
+    assert len(set(per_event.counts)) == len(items)  # ties broken by a fixed order, below one count
+    again = M.RecBolePopularity(items, batch_positives=1).fit(events)
+    assert np.array_equal(again.counts, per_event.counts)
+    assert np.array_equal(M.Popularity(items).fit(events).counts[:3], [6, 2, 1])  # the course's count, for contrast
+    with pytest.raises(ValueError, match="batch_positives"):
+        M.RecBolePopularity(items, batch_positives=0)
