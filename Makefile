@@ -21,6 +21,7 @@ ENV_STAMP   := $(if $(filter $(VENV)/bin/python,$(PY)),$(VENV)/.installed,)
 KERNEL      ?= $(if $(ENV_STAMP),ecomrec,python3)
 
 REPORT      := $(REPORT_ROOT)/$(PROFILE)
+REFERENCE   ?= $(REPORT_ROOT)/reference
 BUILD       := $(REPORT_ROOT)/.build
 NOTEBOOKS   := $(sort $(basename $(notdir $(wildcard notebooks/[0-9][0-9]*_*.py))))
 HTML        := $(NOTEBOOKS:%=$(REPORT)/%.html)
@@ -31,11 +32,12 @@ HTML        := $(NOTEBOOKS:%=$(REPORT)/%.html)
 PARAMS_STAMP := $(REPORT)/.parameters
 PARAMS      := SEED=$(SEED) DEVICE=$(DEVICE) DATA_DIR=$(DATA_DIR) ARTIFACT_DIR=$(ARTIFACT_DIR) DETERMINISTIC=$(DETERMINISTIC)
 
-.PHONY: help env report data lab test serve bench clean distclean FORCE
+.PHONY: help env report compare data lab test serve bench clean distclean FORCE
 .DELETE_ON_ERROR:
 
 help:
 	@echo "make report [PROFILE=full|smoke]  environment + data + every notebook + $(REPORT_ROOT)/<profile>/index.html"
+	@echo "make compare [PROFILE=...]        this profile's recorded figures against $(REFERENCE)/metrics"
 	@echo "make test                         unit, data and smoke-notebook tests"
 	@echo "make data [PROFILE=...]           only the cleaned, split parquet files under $(ARTIFACT_DIR)/<profile>/data"
 	@echo "make serve [PROFILE=...]          the API on http://127.0.0.1:$(PORT), one worker process per core (WORKERS=n)"
@@ -63,8 +65,12 @@ $(VENV)/.installed: pyproject.toml
 
 report: $(REPORT)/index.html
 
-$(REPORT)/index.html: $(HTML)
+$(REPORT)/index.html: $(HTML) ecomrec/reporting.py ecomrec/summary.py
 	$(PY) -m ecomrec.reporting index $(REPORT)
+
+# your run's recorded figures against the published reference run's, largest relative differences first
+compare: $(ENV_STAMP)
+	$(PY) -m ecomrec.reporting compare $(REPORT)/metrics $(REFERENCE)/metrics
 
 data: $(ENV_STAMP)
 	$(PY) -m ecomrec.data.prepare --profile $(PROFILE) --artifact-dir $(ARTIFACT_DIR) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR))

@@ -41,13 +41,14 @@ from ecomrec import online as O
 from ecomrec import reporting
 from ecomrec.notebook import begin, finish
 from ecomrec.data.pairs import RELEVANT, judged_pairs
-from ecomrec.metrics import bootstrap_ci, paired_bootstrap, per_query_metrics, verdict
+from ecomrec.metrics import bootstrap_ci, compare_with_ranx, paired_bootstrap
 from ecomrec.models import retrieval as R
 from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.models.encoders import load_minilm, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.serve.export import encode_with_onnx
 from ecomrec.storage import write_text_atomic
+from ecomrec.summary import summary_markdown
 
 profile, device, root, out_dir, frames, notebook_start = begin(
     "06_evaluation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "evaluation",
@@ -64,8 +65,6 @@ recorded = reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")
 # (gain 1 for every relevant product).
 
 # %%
-from ranx import Qrels, Run, evaluate as ranx_evaluate
-
 products = frames["homedepot/products"]
 ids, titles = products[C.COL_PRODUCT_ID].to_numpy(), products[C.COL_TITLE].tolist()
 query_text = frames["homedepot/queries"].set_index(C.COL_QUERY_ID)[C.COL_QUERY]
@@ -77,27 +76,12 @@ bm25_run = R.run_frame(test_ids, found, np.where(scores > 0, scores, -1.0))
 # so both implementations get the integer gains 3 × (grade − 1); NDCG is scale-free and the other metrics
 # only ask gain > 0, so the scaling changes nothing but the rounding
 check_qrels = qrels.assign(gain=(3 * qrels["gain"]).round())
-ranx_qrels = Qrels({str(q): {str(p): int(g) for p, g in zip(f[C.COL_PRODUCT_ID], f["gain"]) if g > 0}
-                    for q, f in check_qrels.groupby(C.COL_QUERY_ID)})
-ranx_binary = Qrels({q: {p: 1 for p in docs} for q, docs in ranx_qrels.qrels.items()})
 # products sharing no word with the query (score 0) are not retrieved; equal scores get a fixed order
 # (score = −position) so that both implementations see exactly the same ranking
 check_run = (bm25_run[bm25_run["score"] > 0]
              .sort_values([C.COL_QUERY_ID, "score", C.COL_PRODUCT_ID], ascending=[True, False, True], kind="mergesort"))
 check_run = check_run.assign(score=-check_run.groupby(C.COL_QUERY_ID).cumcount().astype(float))
-ranx_run = Run({str(q): {str(p): float(s) for p, s in zip(f[C.COL_PRODUCT_ID], f["score"])} for q, f in check_run.groupby(C.COL_QUERY_ID)})
-checks = []
-for k in (10, 100):
-    ours = per_query_metrics(check_qrels, check_run, k=k, grade="gain").mean(numeric_only=True)
-    ours_binary = per_query_metrics(check_qrels, check_run, k=k, grade="gain", binary=True)["ndcg"].mean()
-    theirs = ranx_evaluate(ranx_qrels, ranx_run, [f"ndcg@{k}", f"recall@{k}", f"precision@{k}", f"mrr@{k}", f"map@{k}", f"hit_rate@{k}"],
-                           make_comparable=True)  # queries BM25 retrieves nothing for count as 0
-    for ours_name, ranx_name in (("ndcg", "ndcg"), ("recall", "recall"), ("precision", "precision"), ("mrr", "mrr"),
-                                 ("map", "map"), ("hr", "hit_rate")):
-        checks.append({"metric": f"{ours_name}@{k}", "ecomrec": ours[ours_name], "ranx": theirs[f"{ranx_name}@{k}"]})
-    checks.append({"metric": f"binary ndcg@{k}", "ecomrec": ours_binary,
-                   "ranx": ranx_evaluate(ranx_binary, ranx_run, f"ndcg@{k}", make_comparable=True)})
-checks = pd.DataFrame(checks).assign(difference=lambda f: (f["ecomrec"] - f["ranx"]).abs())
+checks = compare_with_ranx(check_qrels, check_run, ks=(10, 100), grade="gain")  # queries without results count 0
 reporting.record("eval/test/bm25_vs_ranx/max_abs_difference", float(checks["difference"].max()))
 assert checks["difference"].max() < 1e-9, checks
 checks.style.format({"ecomrec": "{:.4f}", "ranx": "{:.4f}", "difference": "{:.1e}"})
@@ -300,8 +284,8 @@ rec_table.style.format("{:.3f}")
 # %% [markdown]
 # ## 4. From an offline lift to an online experiment
 #
-# Offline, the fine-tuned bi-encoder of `04` beats BM25 by some NDCG@10 on test queries. Would an A/B
-# test see it? Treating per-query NDCG@10 as the per-user metric, a two-sided test at level α with
+# Offline, the fine-tuned bi-encoder of `04` and BM25 differ by some NDCG@10 on test queries (the cell
+# below prints by how much, and in which direction). Would an A/B test see that difference? Treating per-query NDCG@10 as the per-user metric, a two-sided test at level α with
 # power 1 − β needs $n = 2\sigma^2 (z_{1-\alpha/2} + z_{1-\beta})^2 / \delta^2$ users per arm, with σ the
 # per-query standard deviation and δ the lift. Real online metrics (clicks, purchases) are noisier and
 # move less than NDCG, so this is a lower bound.
@@ -344,6 +328,7 @@ enough = power_curve[power_curve["power"] >= POWER]
 impressions_needed = int(enough["impressions"].min()) if len(enough) else None
 reporting.record("eval/test/online/interleaving_preference_for_dense", preference)
 reporting.record("eval/test/online/interleaving_decided_share", float((outcomes["winner"] != "tie").mean()))
+reporting.record("eval/test/online/interleaving_largest_simulation", sizes[-1])
 if impressions_needed is not None:
     reporting.record("eval/test/online/interleaving_impressions_for_power", impressions_needed)
 print(f"interleaving: the bi-encoder wins {0.5 + preference:.1%} of the decided impressions "
@@ -359,53 +344,15 @@ plt.show()
 # %% [markdown]
 # ## 5. The summary
 #
-# `reports/<profile>/summary.md` collects the final tables; every sentence in it is generated from the
-# numbers above with the same rule: "helped" or "hurt" only when the paired 95 % interval excludes zero.
+# `reports/<profile>/summary.md` collects the final tables. `ecomrec.summary` writes it from the recorded
+# metrics of every chapter alone (so the published reference and your run are summarised the same way), names
+# each system as its chapter does, and reads every paired 95 % interval with the same rule: "helped" or "hurt"
+# only when it excludes zero.
 
 # %%
-lines = [f"# ecomrec — summary ({PROFILE} profile)", "",
-         f"Search: {len(test_ids):,} test queries over {len(ids):,} Home Depot products, NDCG@10 with graded gains.", ""]
-search_rows = [(k.split("/")[2], v) for k, v in r04.items() if k.startswith("search/test/") and k.endswith("/ndcg@10")
-               and not k.split("/")[2].startswith(("cross_encoder", "train_mean", "selected"))]
-lines += ["| system | NDCG@10 | 95% CI |", "|---|---|---|"]
-for key, value in sorted(search_rows, key=lambda kv: kv[1]):
-    lines.append(f"| {key} | {value:.3f} | [{r04.get(f'search/test/{key}/ndcg@10_ci_low', np.nan):.3f}, "
-                 f"{r04.get(f'search/test/{key}/ndcg@10_ci_high', np.nan):.3f}] |")
-lines += ["", "Ablations against real pairs with in-batch negatives only (paired Δ NDCG@10, 95% CI):", ""]
-for name, row in ablation.dropna(subset=["Δ"]).iterrows():
-    lines.append(f"- {name}: {row['Δ']:+.3f} [{row['Δ low']:+.3f}, {row['Δ high']:+.3f}] — {verdict(row['Δ low'], row['Δ high'])}")
-for name, size in augmentation_left_out.items():
-    lines.append(f"- + {name}: left out — its pool had {size:,} pairs, under one batch")
-lines += ["", f"Training data from a pretrained LLM (SmolLM2-135M-Instruct, 04b): the same "
-          f"{int(r04b['llm/train/equal_budget/pairs_per_row']):,} pairs and steps per row; paired Δ NDCG@10 against "
-          "real pairs only (95% CI):", ""]
-for label, row in llm_table.dropna(subset=["Δ"]).iterrows():
-    lines.append(f"- {label}: {row['NDCG@10']:.3f}, Δ {row['Δ']:+.3f} [{row['Δ low']:+.3f}, {row['Δ high']:+.3f}] — "
-                 f"{verdict(row['Δ low'], row['Δ high'])}")
-for label, size in llm_left_out.items():
-    lines.append(f"- {label}: left out — its filtered pool had {size:,} pairs, under one batch")
-doc2query = [(key.split("/")[2], value) for key, value in r04b.items()
-             if key.startswith("llm/test_bm25/") and key.endswith("/ndcg@10_delta_diff")]
-lines += ["", "doc2query for BM25 (titles + kept synthetic queries vs titles only, all test queries):", ""]
-for key, value in doc2query:
-    low, high = r04b[f"llm/test_bm25/{key}/ndcg@10_delta_low"], r04b[f"llm/test_bm25/{key}/ndcg@10_delta_high"]
-    lines.append(f"- {key.replace('_plus_', ' + ').replace('_', ' ')}: Δ {value:+.3f} [{low:+.3f}, {high:+.3f}] — {verdict(low, high)}")
-lines += ["", f"Recommendation ({int(r05['rec/test/protocol/users']):,} users, leave-one-out, NDCG@10):", "",
-          "| model | NDCG@10 | 95% CI |", "|---|---|---|"]
-for label, row in rec_table.iterrows():
-    lines.append(f"| {label} | {row['NDCG@10']:.3f} | [{row['low']:.3f}, {row['high']:.3f}] |")
-lines += ["", f"Online: the offline lift of {lift:+.3f} NDCG@10 would need about {users_per_arm:,} users per arm in an "
-          f"A/B test; simulated interleaving reaches {POWER:.0%} power with "
-          f"{impressions_needed if impressions_needed else f'more than {sizes[-1]}'} impressions."]
-if "07_deployment" in recorded:
-    r07 = recorded["07_deployment"]
-    lines += ["", "Deployment (query encoder, batch 1, p95 ms / test NDCG@10):", ""]
-    for version in ("PyTorch_fp32", "PyTorch_int8", "ONNX_fp32", "ONNX_int8"):
-        key = f"deploy/test/query_encoder_{version}"
-        if f"{key}/batch1_p95_ms" in r07:
-            lines.append(f"- {version.replace('_', ' ')}: {r07[f'{key}/batch1_p95_ms']:.1f} ms, {r07[f'{key}/ndcg@10']:.3f}")
-summary = Path(REPORT_DIR) / PROFILE / "summary.md"
-write_text_atomic(summary, "\n".join(lines) + "\n")
+summary = write_text_atomic(Path(REPORT_DIR) / PROFILE / "summary.md",
+                            summary_markdown(reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics"), PROFILE,
+                                             reporting.load_names(f"{REPORT_DIR}/{PROFILE}/metrics")))
 print(summary.read_text())
 
 # %% [markdown]

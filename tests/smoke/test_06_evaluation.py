@@ -1,3 +1,8 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from ecomrec.config import PROFILES
@@ -57,7 +62,7 @@ def test_online_section(metrics, smoke_dirs):
 def test_summary_carries_the_llm_equal_budget_rows(metrics, smoke_dirs):
     summary = (smoke_dirs["reports"] / "smoke" / "summary.md").read_text()
     assert "pretrained LLM (SmolLM2-135M-Instruct, 04b)" in summary
-    for label in ("templates (02)", "SmolLM2 LoRA", "real + SmolLM2"):
+    for label in ("templates (filtered)", "SmolLM2 LoRA (filtered)", "real + SmolLM2"):  # 04b's names
         line = next(ln for ln in summary.splitlines() if ln.startswith(f"- {label}:"))
         assert any(word in line for word in ("helped", "hurt", "no detectable difference")), line
     assert "doc2query for BM25" in summary
@@ -65,3 +70,21 @@ def test_summary_carries_the_llm_equal_budget_rows(metrics, smoke_dirs):
 
 def test_quality_floors(metrics):  # a model that regressed to nothing fails here (tests/floors.py)
     assert failures("06_evaluation", metrics) == []
+
+
+def test_front_page_links_every_notebook(metrics, smoke_dirs):
+    """The index `make report` ends with: every chapter in notebooks/ is linked (04b and any added later), the
+    headline figures are pictures, and the summary names systems as the chapters do."""
+    report = smoke_dirs["reports"] / "smoke"
+    cmd = ["make", "--no-print-directory", str(report / "index.html"), "PROFILE=smoke", f"PY={sys.executable}",
+           f"REPORT_ROOT={smoke_dirs['reports']}", f"ARTIFACT_DIR={smoke_dirs['artifacts']}"]
+    done = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    page = (report / "index.html").read_text()
+    chapters = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]*_*.py"))
+    assert re.findall(r"<li><a href='([^']+)\.html'>", page) == chapters
+    for figure in ("search", "recommendation", "serving"):
+        assert f"<img src='figures/{figure}.svg'" in page and (report / "figures" / f"{figure}.svg").is_file(), figure
+    summary = (report / "summary.md").read_text()
+    assert "<table>" in page and "| system |" not in page  # the summary as HTML tables
+    assert "_plus_" not in summary and "MiniLM + MNRL" in summary

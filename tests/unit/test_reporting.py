@@ -91,3 +91,20 @@ def test_metric_key_makes_valid_segments(metrics_dir):
     reporting.record(f"a/b/{reporting.metric_key('scratch BERT (no fine-tuning)')}/ndcg@10", 0.1)  # a valid key
     with pytest.raises(ValueError, match="no letters"):
         reporting.metric_key(" ?! ")
+
+
+def test_compare_lines_up_a_run_with_the_reference(metrics_dir, tmp_path):
+    reporting.start("05_hybrid_recommendation", metrics_dir)
+    reporting.record("rec/test/SASRec/ndcg@10", 0.050)
+    reporting.record("rec/test/EASE/ndcg@10", 0.042)
+    reporting.record("rec/test/new_row/ndcg@10", 0.01)
+    reference = tmp_path / "reference" / "metrics"
+    reference.mkdir(parents=True)
+    (reference / "05_hybrid_recommendation.json").write_text(json.dumps(
+        {"rec/test/SASRec/ndcg@10": 0.049, "rec/test/EASE/ndcg@10": 0.021, "rec/test/old_row/ndcg@10": 0.3}))
+    rows = reporting.compare(metrics_dir, reference)
+    assert [r["key"] for r in rows] == ["rec/test/EASE/ndcg@10", "rec/test/SASRec/ndcg@10",  # largest relative first
+                                        "rec/test/new_row/ndcg@10", "rec/test/old_row/ndcg@10"]
+    assert rows[0]["difference"] == pytest.approx(0.021) and rows[2]["reference"] is None and rows[3]["run"] is None
+    with pytest.raises(FileNotFoundError, match="make report"):
+        reporting.compare(metrics_dir, tmp_path / "missing")
