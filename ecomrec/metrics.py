@@ -91,6 +91,39 @@ def paired_bootstrap(a, b, n_resamples: int = 2_000, confidence: float = 0.95, s
 HELPED, HURT, NO_DIFFERENCE = "helped", "hurt", "made no detectable difference"
 
 
+RANX_NAMES = {"ndcg": "ndcg", "recall": "recall", "precision": "precision", "mrr": "mrr", "map": "map", "hr": "hit_rate"}
+
+
+def compare_with_ranx(qrels: pd.DataFrame, run: pd.DataFrame, ks: tuple[int, ...] = (10, 100), query: str = "query_id",
+                      doc: str = "product_id", grade: str = "relevance", score: str = "score") -> pd.DataFrame:
+    """Every metric of `per_query_metrics` (and binary NDCG), averaged over judged queries, next to ranx's value
+    on the same judgments and run, with their absolute difference: an independent check of this module.
+
+    ranx takes integer grades, so `grade` must hold whole numbers (scale them first); a query the run retrieves
+    nothing for counts as 0 in both. Scores should be distinct within a query: ranx and this module break ties
+    differently."""
+    from ranx import Qrels, Run, evaluate
+
+    grades = qrels[grade].to_numpy(dtype=float)
+    if not np.allclose(grades, np.round(grades)):
+        raise ValueError(f"ranx takes integer grades: scale {grade!r} to whole numbers first (e.g. 3 × (grade − 1))")
+    ranx_qrels = Qrels({str(q): {str(d): int(round(g)) for d, g in zip(f[doc], f[grade]) if g > 0}
+                        for q, f in qrels.groupby(query)})
+    ranx_binary = Qrels({q: {d: 1 for d in docs} for q, docs in ranx_qrels.qrels.items()})
+    ranx_run = Run({str(q): {str(d): float(s) for d, s in zip(f[doc], f[score])} for q, f in run.groupby(query)})
+    columns = {"query": query, "doc": doc, "grade": grade, "score": score}
+    rows = []
+    for k in ks:
+        ours = per_query_metrics(qrels, run, k=k, **columns).mean(numeric_only=True)
+        theirs = evaluate(ranx_qrels, ranx_run, [f"{name}@{k}" for name in RANX_NAMES.values()], make_comparable=True)
+        rows += [{"metric": f"{ours_name}@{k}", "ecomrec": ours[ours_name], "ranx": theirs[f"{name}@{k}"]}
+                 for ours_name, name in RANX_NAMES.items()]
+        rows.append({"metric": f"binary ndcg@{k}",
+                     "ecomrec": per_query_metrics(qrels, run, k=k, binary=True, **columns)["ndcg"].mean(),
+                     "ranx": evaluate(ranx_binary, ranx_run, f"ndcg@{k}", make_comparable=True)})
+    return pd.DataFrame(rows).assign(difference=lambda f: (f["ecomrec"] - f["ranx"]).abs())
+
+
 def verdict(low: float, high: float) -> str:
     """The course's one reading of a paired interval of (new − reference): "helped" when it lies above zero,
     "hurt" when below, else "made no detectable difference". Every notebook's prose uses it, so the same

@@ -111,6 +111,27 @@ def check_completed(metrics_dir: Path, needs: Sequence[str], profile: str, seed:
                              f"run it again with SEED={seed} (make report PROFILE={profile} SEED={seed})")
 
 
+CPU_FEATURES = {"AVX2": "avx2", "AVX-512": "avx512f", "VNNI (int8 dot products)": ("avx512_vnni", "avx_vnni"),
+                "AVX512-BF16": "avx512_bf16", "AMX": "amx_tile"}
+
+
+def cpu_description(cpuinfo: str | None = None) -> str:
+    """The CPU model and which of the instruction sets that decide int8 and bfloat16 speed it has, from
+    /proc/cpuinfo (Linux; `cpuinfo` is that file's text). Notebooks print it rather than state it, because the
+    machine a reader runs on is not the one the prose was written on."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        if not path.is_file():
+            import platform
+
+            return f"{platform.processor() or platform.machine()} (instruction sets not listed on {sys.platform})"
+        cpuinfo = path.read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith(("flags", "Features"))), []))
+    has = {name: any(f in flags for f in ((want,) if isinstance(want, str) else want)) for name, want in CPU_FEATURES.items()}
+    return f"{model}: " + ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in has.items())
+
+
 def peak_memory_gib() -> float:
     """This process's peak resident memory (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -328,11 +328,11 @@ counts
 # | popularity | p ∝ (count + 1)^α, α = 0.75 (counts = train judgments) | not to rank by popularity alone |
 # | BM25-hard | top BM25 results that are not known positives | beyond word overlap |
 # | dense-hard | top MiniLM neighbours outside a **false-negative margin**: cos(q, n) ≤ cos(q, p) − 0.05 | fine distinctions; the margin drops unlabelled positives |
+# | adversarial | the positive's title with **one attribute swapped** (colour, size, count or brand) | attribute precision |
 #
 # The dense-hard rule is exactly sentence-transformers' `mine_hard_negatives(absolute_margin=0.05,
 # sampling_strategy="top")` (a test checks that both pick the same negatives); we apply it to the
 # catalogue embeddings computed above instead of letting the miner encode 54,667 titles a second time.
-# | adversarial | the positive's title with **one attribute swapped** (colour, size, count or brand) | attribute precision |
 #
 # Anchors are real train pairs and kept synthetic pairs (the latter from the sampling generator), each
 # set saved as a Hugging Face `datasets` triplet set with provenance columns.
@@ -366,13 +366,12 @@ picked = {
 swaps = neg.attribute_swap_negatives(anchors[C.COL_TITLE].tolist(), rng, generators["templates"].brands)
 
 # %%
-triplet_counts, hardness = {}, {}
-probe = rng.choice(len(anchors), size=min(2_000, len(anchors)), replace=False)  # rows measured for hardness
+triplet_counts, negative_ids, negative_ok = {}, {}, {}
 for strategy in list(picked) + ["adversarial"]:
     if strategy == "adversarial":
         negative_text, ok = swaps["negative"], swaps["negative"].notna().to_numpy()
     else:
-        ids = pd.Series(picked[strategy])
+        negative_ids[strategy] = ids = pd.Series(picked[strategy])
         ok = ids.notna().to_numpy()
         negative_text = ids.map(title_of)
     rows = anchors[ok]
@@ -381,24 +380,32 @@ for strategy in list(picked) + ["adversarial"]:
                            filter_score=rows["filter_score"].tolist(), negative_strategy=strategy)
     with atomic_path(out_dir / "triplets" / strategy) as folder:
         dataset.save_to_disk(str(folder))
-    triplet_counts[strategy] = len(dataset)
-    rows_probed = probe[ok[probe]]
-    if strategy == "adversarial":  # new texts: embed them; catalogue negatives reuse the embeddings above
-        neg_embeddings = encode(encoder, negative_text.iloc[rows_probed].tolist())
-    else:
-        neg_embeddings = product_embeddings[row_of[ids.iloc[rows_probed].astype(all_products[C.COL_PRODUCT_ID].dtype)].to_numpy()]
-    hardness[strategy] = np.einsum("ij,ij->i", anchor_embeddings[rows_probed], neg_embeddings)
+    triplet_counts[strategy], negative_ok[strategy] = len(dataset), ok
     reporting.record(f"augment/train/{strategy}/triplets", len(dataset))
-    reporting.record(f"augment/train/{strategy}/mean_query_negative_cosine", float(hardness[strategy].mean()))
+print({k: f"{v:,}" for k, v in triplet_counts.items()})
+
+# %%
+probe = rng.choice(len(anchors), size=min(2_000, len(anchors)), replace=False)  # rows measured for hardness
 positive_cos = np.einsum("ij,ij->i", anchor_embeddings[probe],
                          product_embeddings[row_of[anchors[C.COL_PRODUCT_ID].iloc[probe]].to_numpy()])
 reporting.record("augment/train/positive/mean_query_positive_cosine", float(positive_cos.mean()))
+hardness, closer = {}, {}
+for strategy, ok in negative_ok.items():
+    rows_probed = probe[ok[probe]]
+    if strategy == "adversarial":  # new texts: embed them; catalogue negatives reuse the embeddings above
+        neg_embeddings = encode(encoder, swaps["negative"].iloc[rows_probed].tolist())
+    else:
+        ids = negative_ids[strategy].iloc[rows_probed].astype(all_products[C.COL_PRODUCT_ID].dtype)
+        neg_embeddings = product_embeddings[row_of[ids].to_numpy()]
+    hardness[strategy] = np.einsum("ij,ij->i", anchor_embeddings[rows_probed], neg_embeddings)
+    closer[strategy] = float((hardness[strategy] > positive_cos[ok[probe]]).mean())
+    reporting.record(f"augment/train/{strategy}/mean_query_negative_cosine", float(hardness[strategy].mean()))
+    reporting.record(f"augment/train/{strategy}/share_closer_than_positive", closer[strategy])
 fig, ax = plt.subplots(figsize=(8, 3.5))
 ax.boxplot(list(hardness.values()) + [positive_cos], tick_labels=list(hardness) + ["(positive)"], showfliers=False)
 ax.set(title=f"How hard is each negative? MiniLM cosine(query, negative), {len(probe):,} anchors", ylabel="cosine")
 plt.tight_layout()
 plt.show()
-print({k: f"{v:,}" for k, v in triplet_counts.items()})
 
 # %%
 example = anchors.index[swaps["negative"].notna()][:4]
@@ -407,11 +414,19 @@ pd.DataFrame({"query": anchors.loc[example, C.COL_QUERY], "positive": anchors.lo
               "adversarial": swaps.loc[example, "negative"]}).T
 
 # %% [markdown]
-# Uniform and popularity negatives are far from the query (low cosine): easy. BM25- and dense-hard
-# negatives sit close to the positive — the dense margin keeps them *below* it. Adversarial
-# near-misses are the closest of all, by construction: the same title with one attribute changed.
-# Whether harder is better is an empirical question for `04`: too-hard negatives are often unlabelled
-# positives.
+# Hardness is the query–negative cosine in the boxplot above; the cell below reads the order off the recorded
+# means rather than asserting it. The dense margin keeps dense-hard negatives *below* their positive by
+# construction; an adversarial near-miss is the positive's own title with one attribute changed, so only
+# its one changed word separates it. Whether harder is better is an empirical question for `04` and `06`:
+# too-hard negatives are often unlabelled positives.
+
+# %%
+order = sorted(hardness, key=lambda s: hardness[s].mean())
+print("easiest → hardest (mean query–negative cosine): "
+      + " < ".join(f"{s} {hardness[s].mean():.3f}" for s in order) + f"; positives {positive_cos.mean():.3f}")
+print("negatives closer to the query than their own positive: " + ", ".join(f"{s} {closer[s]:.0%}" for s in order))
+
+# %% [markdown]
 #
 # ## 8. Recommendation data: sequence views and cold items
 #

@@ -40,7 +40,7 @@ from sentence_transformers.cross_encoder import CrossEncoder
 
 from ecomrec import config as C
 from ecomrec import reporting
-from ecomrec.notebook import begin, finish
+from ecomrec.notebook import begin, cpu_description, finish
 from ecomrec.metrics import paired_bootstrap
 from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import sentence_encoder
@@ -92,11 +92,15 @@ print(f"{len(ids):,} products, {len(test_ids):,} test queries; query encoder: {f
 #   Python per layer).
 # * **ONNX Runtime int8** — dynamic quantization of the exported graph's matrix products.
 #
-# On this machine's AVX2 CPU (no VNNI int8 instructions) both libraries' *default* int8 settings drift
-# the embeddings badly (cosine ≈ 0.92–0.95 to fp32, measured while building this chapter); per-channel
-# scales (and for ONNX Runtime a 7-bit range) keep them above 0.99 — `ecomrec.serve.export` explains and
-# the parity tests check it on the packaged MiniLM. Below, parity is measured on the fine-tuned models and
-# real test queries.
+# How fast int8 runs, and how exactly, depends on the CPU: with VNNI instructions an int8 dot product is
+# one instruction, without them it is emulated in wider registers, where the libraries' *default* int8
+# settings can overflow and drift the embeddings. `ecomrec.serve.export` therefore uses per-channel scales
+# (and for ONNX Runtime a 7-bit range), explains why, and its parity tests check it on the packaged MiniLM.
+# The cell below prints what this CPU has; parity is then measured on the fine-tuned models and real
+# test queries.
+
+# %%
+print(cpu_description())
 
 # %%
 export_start = time.perf_counter()
@@ -143,21 +147,27 @@ sample = rng.choice(test_ids, size=min(profile.rerank_queries, len(test_ids)), r
 sample_run = first_stage[first_stage[C.COL_QUERY_ID].isin(sample)]
 sample_qrels = qrels[qrels[C.COL_QUERY_ID].isin(sample)]
 pairs = list(zip(sample_run[C.COL_QUERY_ID].map(query_text), sample_run[C.COL_PRODUCT_ID].map(title_of)))
-rows, ndcg_of = [], {}
 reference_scores = np.asarray(cross.predict(pairs, batch_size=64, show_progress_bar=False))
+
+
+def quality_of(model_kind: str, model) -> tuple[pd.Series, float, float, object, list]:
+    """Per-query NDCG@10, parity with fp32 (mean, worst), and the call and inputs to time, for one version."""
+    if model_kind == "query encoder":
+        embeddings = encode(model, test_queries)
+        cosine = (embeddings * reference_embeddings).sum(axis=1)
+        call = lambda batch: model.encode(batch, batch_size=32, show_progress_bar=False)  # noqa: E731
+        return search_ndcg(embeddings), float(cosine.mean()), float(cosine.min()), call, test_queries
+    scores = np.asarray(model.predict(pairs, batch_size=64, show_progress_bar=False))
+    change = np.abs(scores - reference_scores)
+    call = lambda batch: model.predict(batch, batch_size=32, show_progress_bar=False)  # noqa: E731
+    return R.evaluate_run(sample_qrels, sample_run.assign(score=scores))["ndcg@10"], float(change.mean()), float(change.max()), call, pairs
+
+
+# %%
+rows, ndcg_of = [], {}
 for model_kind, versions in (("query encoder", query_versions), ("cross-encoder", cross_versions)):
     for version, model in versions.items():
-        if model_kind == "query encoder":
-            embeddings = encode(model, test_queries)
-            cosine = (embeddings * reference_embeddings).sum(axis=1)
-            parity, parity_worst = float(cosine.mean()), float(cosine.min())
-            per_query = search_ndcg(embeddings)
-            call, texts = (lambda batch, m=model: m.encode(batch, batch_size=32, show_progress_bar=False)), test_queries
-        else:
-            scores = np.asarray(model.predict(pairs, batch_size=64, show_progress_bar=False))
-            parity, parity_worst = float(np.abs(scores - reference_scores).mean()), float(np.abs(scores - reference_scores).max())
-            per_query = R.evaluate_run(sample_qrels, sample_run.assign(score=scores))["ndcg@10"]
-            call, texts = (lambda batch, m=model: m.predict(batch, batch_size=32, show_progress_bar=False)), pairs
+        per_query, parity, parity_worst, call, texts = quality_of(model_kind, model)
         ndcg_of[(model_kind, version)] = per_query
         row = {"model": model_kind, "version": version, "size MB": sizes[(model_kind, version)],
                "parity": parity, "worst parity": parity_worst, "test NDCG@10": per_query.mean()}
@@ -167,6 +177,8 @@ for model_kind, versions in (("query encoder", query_versions), ("cross-encoder"
                         f"b{batch_size} p99 ms": timing["p99_ms"], f"b{batch_size} per s": timing["texts_per_second"]})
         rows.append(row)
 speed = pd.DataFrame(rows)
+
+# %%
 for _, row in speed.iterrows():
     base = ndcg_of[(row["model"], "PyTorch fp32")]
     diff = paired_bootstrap(base.to_numpy(), ndcg_of[(row["model"], row["version"])].loc[base.index].to_numpy(), seed=SEED)
@@ -187,6 +199,18 @@ for ax, model_kind in zip(axes, ("query encoder", "cross-encoder")):
     part = speed[speed["model"] == model_kind].set_index("version")
     part[["b1 p50 ms", "b1 p95 ms", "b32 p50 ms"]].plot.barh(ax=ax, logx=True)
     ax.set(title=f"{model_kind}: latency per call", xlabel="ms (log scale)", ylabel="")
+plt.tight_layout()
+plt.show()
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+for ax, model_kind in zip(axes, ("query encoder", "cross-encoder")):
+    part = speed[speed["model"] == model_kind]
+    ax.scatter(part["b1 p95 ms"], part["Δ NDCG@10"])
+    for _, row in part.iterrows():
+        ax.annotate(row["version"], (row["b1 p95 ms"], row["Δ NDCG@10"]), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="batch-1 p95 latency, ms", ylabel="Δ NDCG@10 against PyTorch fp32", title=f"{model_kind}: latency against quality")
 plt.tight_layout()
 plt.show()
 
@@ -327,7 +351,8 @@ pd.DataFrame({"before": before[C.COL_ITEM].map(lambda i: title[i][:55]).to_numpy
 # How far can latency fall here at all? The bench also measures the CPU time the server and the load
 # generator (which shares the two cores) spend per request. With 8 requests always in flight, Little's
 # law gives a floor: mean latency ≥ 8 × (CPU ms per request) / 2 cores — however the server schedules its
-# work. A p95 can only be above the mean. So the CPU per request is what to cut, and the way the server
+# work. That floor bounds the mean, not the tail: a p95 is usually above the mean, but a few very slow
+# requests can pull the mean above it. So the CPU per request is what to cut, and the way the server
 # uses its cores decides how close the mean comes to that floor:
 #
 # - uvicorn runs on uvloop with the httptools parser (not asyncio's loop and the pure-Python h11), and the

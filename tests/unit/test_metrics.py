@@ -73,6 +73,21 @@ def test_matches_ranx_on_random_runs(seed):
         assert ours[name] == pytest.approx(theirs[key], abs=1e-9), name
 
 
+def test_compare_with_ranx_agrees_and_catches_a_wrong_run():
+    rng = np.random.default_rng(7)
+    qrels = {f"q{i}": {f"d{j}": int(rng.integers(1, 4)) for j in rng.choice(60, size=rng.integers(1, 8), replace=False)}
+             for i in range(30)}
+    run = {f"q{i}": {f"d{j}": float(s) for j, s in zip(rng.choice(60, size=20, replace=False), rng.random(20))}
+           for i in range(25)}  # five judged queries retrieve nothing: 0 in both
+    qrels_frame, run_frame = frames(qrels, run)
+    checks = M.compare_with_ranx(qrels_frame, run_frame, ks=(5, 10))
+    assert list(checks["metric"]) == [f"{m}@{k}" for k in (5, 10) for m in ("ndcg", "recall", "precision", "mrr", "map",
+                                                                             "hr", "binary ndcg")]
+    assert checks["difference"].max() < 1e-9 and checks["ecomrec"].gt(0).all()
+    with pytest.raises(ValueError, match="integer grades"):
+        M.compare_with_ranx(qrels_frame.assign(relevance=qrels_frame["relevance"] / 3), run_frame)
+
+
 def test_bootstrap_interval_contains_mean_and_shrinks():
     rng = np.random.default_rng(0)
     small, large = rng.random(50), rng.random(5_000)

@@ -76,3 +76,27 @@ def test_every_verdict_comes_from_the_one_helper():
     for source in sources:
         text = source.read_text()
         assert not re.search(r"def verdict|[\"']helped[\"'] if", text), f"{source.name} decides a verdict itself"
+
+
+def test_cpu_description_reads_the_instruction_sets():
+    from ecomrec.notebook import cpu_description
+
+    text = cpu_description("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu avx avx2 avx512f avx512_vnni\n")
+    assert text == "AMD EPYC 9R14: AVX2 yes, AVX-512 yes, VNNI (int8 dot products) yes, AVX512-BF16 no, AMX no"
+    assert "AVX2 no" in cpu_description("model name : old\nflags : fpu sse2\n")
+    assert cpu_description().count(" yes") + cpu_description().count(" no") == 5  # this machine, whatever it has
+
+
+def test_every_chapter_is_a_lesson():
+    """Objectives at the top, exercises at the end, and no code cell over 30 lines: machinery lives in ecomrec."""
+    import jupytext
+
+    sources = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.py"))
+    assert len(sources) >= 8
+    for source in sources:
+        cells = jupytext.read(source).cells
+        text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+        assert "**Learning objectives.**" in text and "## Exercises" in text, source.name
+        long = [(i, n) for i, c in enumerate(cells) if c.cell_type == "code"
+                and (n := sum(1 for line in c.source.splitlines() if line.strip())) > 30]
+        assert long == [], f"{source.name}: code cells (index, lines) over 30 lines: {long}"
