@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not (args.data_dir / SOURCE).is_file():
         sys.exit(f"{args.data_dir / SOURCE} not found: pass --data-dir (the folder holding amazon-office-2014/)")
-    convert(args.data_dir, args.work_dir)
+    data_dir, args.work_dir = args.data_dir.resolve(), args.work_dir.resolve()
+    convert(data_dir, args.work_dir)
+    os.chdir(args.work_dir)  # RecBole writes log_tensorboard/ into the working directory
     for name in args.models:
         result = run(name, args.work_dir)
         print(f"{name}: " + ", ".join(f"test {k} {float(v):.4f}" for k, v in result.items()))
