@@ -177,8 +177,8 @@ print({k: f"{v:,}" for k, v in sizes.items()}, f"— {profile.biencoder_steps} s
 
 # %% [markdown]
 # Each fine-tuned model must embed the whole catalogue again — the dominant cost of this chapter on a
-# CPU. The catalogue pass runs the same fp32 weights through ONNX Runtime (about 10 % faster here than
-# PyTorch; `07` explains the export), and every pass is checked against PyTorch on a sample of titles.
+# CPU. The catalogue pass runs the same fp32 weights through ONNX Runtime (faster than PyTorch on a CPU;
+# `07` explains the export and measures both), and every pass is checked against PyTorch on a sample of titles.
 # Every pass goes through an **embedding cache** (`ecomrec.models.embedding_cache`) keyed by a hash of the
 # model's weights and tokenizer, the titles and the runtime: a later notebook that trains the very same model
 # (`06` does, twice) reads these embeddings instead of paying for the pass again.
@@ -282,8 +282,8 @@ lora_table.style.format({"trainable parameters": "{:,.0f}", "share trained": "{:
 # the same sample.
 #
 # Scoring tens of thousands of pairs is this section's cost, so after training the cross-encoder is
-# exported to ONNX Runtime and run as one single-thread session per core on length-sorted batches (about
-# 1.7× PyTorch's pairs/s here); the same fp32 weights, checked against PyTorch on 256 pairs (scores within
+# exported to ONNX Runtime and run as one single-thread session per core on length-sorted batches (the
+# pairs/s are printed below; `07` times PyTorch against ONNX Runtime); the same fp32 weights, checked against PyTorch on 256 pairs (scores within
 # $10^{-4}$ or it stops).
 
 # %%

@@ -41,7 +41,7 @@ from sentence_transformers.cross_encoder import CrossEncoder
 from ecomrec import config as C
 from ecomrec import reporting
 from ecomrec.notebook import begin, cpu_description, finish
-from ecomrec.metrics import paired_bootstrap
+from ecomrec.metrics import paired_bootstrap, verdict
 from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import sentence_encoder
 from ecomrec.models.search import DenseIndex, encode
@@ -184,6 +184,7 @@ for _, row in speed.iterrows():
     diff = paired_bootstrap(base.to_numpy(), ndcg_of[(row["model"], row["version"])].loc[base.index].to_numpy(), seed=SEED)
     speed.loc[_, "Δ NDCG@10"] = diff["diff"]
     speed.loc[_, "Δ 95% CI"] = f"[{diff['low']:+.3f}, {diff['high']:+.3f}]"
+    speed.loc[_, "verdict"] = verdict(diff["low"], diff["high"])
     key = f"deploy/test/{row['model'].replace(' ', '_')}_{row['version'].replace(' ', '_')}"
     names = {"size MB": "size_mb", "parity": "parity", "worst parity": "parity_worst", "test NDCG@10": "ndcg@10", "b1 per s": "batch1_per_second",
              "b32 per s": "batch32_per_second", **{f"b{b} {p} ms": f"batch{b}_{p}_ms" for b in (1, 32) for p in ("p50", "p95", "p99")}}
@@ -359,7 +360,8 @@ pd.DataFrame({"before": before[C.COL_ITEM].map(lambda i: title[i][:55]).to_numpy
 #   load generator is aiohttp (a third of httpx's CPU per request, which the server, sharing the cores,
 #   gets back);
 # - **one worker process per core**, each answering one request at a time *on its event loop*: the
-#   endpoints are `async` and compute in place (a query embedding is ~2 ms of CPU). A single process
+#   endpoints are `async` and compute in place (a query embedding costs a few ms of CPU: section 3's
+#   batch-1 latencies). A single process
 #   with plain `def` endpoints would hand every request to a thread pool — a thread hop per request, and
 #   eight threads of one process queueing for the GIL;
 # - inside each worker the native thread pools (OpenBLAS, OpenMP, torch) are limited to one thread
@@ -405,6 +407,29 @@ bench_table.style.format("{:,.1f}", subset=["p50_ms", "p95_ms", "p99_ms"])
 # ```
 #
 # ## 9. Cost
+
+# %% [markdown]
+# ## What the numbers say
+#
+# Printed from the values measured above, so it reads the same way whatever the machine: the fastest
+# version of each model at batch 1 and what it costs in NDCG@10 (a paired interval read by
+# `metrics.verdict`), the ANN index against exact search, and the service against its goal.
+
+# %%
+lines = []
+for model_kind in ("query encoder", "cross-encoder"):
+    rows = speed[speed["model"] == model_kind].set_index("version")
+    fastest = rows["b1 p95 ms"].idxmin()
+    lines.append(f"- {model_kind}: {fastest} is fastest at batch 1 (p95 {rows.loc[fastest, 'b1 p95 ms']:.1f} ms against "
+                 f"{rows.loc['PyTorch fp32', 'b1 p95 ms']:.1f} ms for PyTorch fp32); against fp32 its NDCG@10 "
+                 f"{rows.loc[fastest, 'verdict']} ({rows.loc[fastest, 'Δ NDCG@10']:+.3f} {rows.loc[fastest, 'Δ 95% CI']}).")
+lines.append(f"- HNSW, ef_search {chosen} chosen on valid: test recall@10 {test_curve['recall@k'].iloc[1]:.3f}, NDCG@10 "
+             f"{hnsw_ndcg.mean():.3f} against {exact_ndcg.mean():.3f} for exact search.")
+for label, table in bench_tables.items():
+    p95 = table.loc["search", "p95_ms"]
+    lines.append(f"- Service, {label}: search p95 {p95:.1f} ms, the 30 ms goal {'met' if p95 <= 30 else 'missed'}; "
+                 f"{int(table.loc['all', '5xx'])} server errors in {int(table.loc['all', 'requests']):,} requests.")
+print("\n".join(lines))
 
 # %%
 finish("deploy", notebook_start)
