@@ -205,9 +205,12 @@ def headline_figures(recorded: dict[str, dict[str, float]], folder: str | Path,
         labels, values = [r[0] for r in rows], [r[1] for r in rows]
         errors = [[max(v - r[2], 0) for v, r in zip(values, rows)], [max(r[3] - v, 0) for v, r in zip(values, rows)]]
         ax.barh(labels, values, xerr=errors, color="tab:blue", capsize=2)
-        for y, v in enumerate(values):
-            ax.annotate(f"{v:.{digits}f}", (0, y), xytext=(3, 0), textcoords="offset points", va="center", color="white",
-                        fontsize=8)
+        largest = max(max(values), max(r[3] for r in rows if math.isfinite(r[3])) if rows else 0)
+        for y, (v, row) in enumerate(zip(values, rows)):
+            inside = v > 0.2 * largest  # a short bar gets its label beyond its interval, in black
+            x = 0 if inside else (row[3] if math.isfinite(row[3]) else v)
+            ax.annotate(f"{v:.{digits}f}", (x, y), xytext=(3, 0), textcoords="offset points", va="center",
+                        color="white" if inside else "black", fontsize=8)
         ax.set(title=title, xlabel=xlabel)
         fig.tight_layout()
         fig.savefig(folder / name)
@@ -223,7 +226,10 @@ def headline_figures(recorded: dict[str, dict[str, float]], folder: str | Path,
         for name, p95, ndcg, _ in rows:
             ax.scatter(p95, ndcg)
             ax.annotate(name, (p95, ndcg), xytext=(4, 4), textcoords="offset points", fontsize=8)
-        ax.set(title="Serving (07): query encoder, batch 1", xlabel="p95 latency, ms", ylabel="test NDCG@10")
+        latencies = [row[1] for row in rows]
+        ax.set(title="Serving (07): query encoder, batch 1", xlabel="p95 latency, ms", ylabel="test NDCG@10",
+               xscale="log" if max(latencies) > 10 * min(latencies) else "linear")
+        ax.margins(x=0.3, y=0.15)  # room for the labels
         fig.tight_layout()
         fig.savefig(folder / "serving.svg")
         plt.close(fig)
