@@ -32,11 +32,12 @@ HTML        := $(NOTEBOOKS:%=$(REPORT)/%.html)
 PARAMS_STAMP := $(REPORT)/.parameters
 PARAMS      := SEED=$(SEED) DEVICE=$(DEVICE) DATA_DIR=$(DATA_DIR) ARTIFACT_DIR=$(ARTIFACT_DIR) DETERMINISTIC=$(DETERMINISTIC)
 
-.PHONY: help env report compare data lab test serve bench clean distclean FORCE
+.PHONY: help env report compare publish data lab test serve bench clean distclean FORCE
 .DELETE_ON_ERROR:
 
 help:
 	@echo "make report [PROFILE=full|smoke]  environment + data + every notebook + $(REPORT_ROOT)/<profile>/index.html"
+	@echo "make publish [PROFILE=...]        a complete run of this profile becomes $(REFERENCE) (metrics, summary, manifest)"
 	@echo "make compare [PROFILE=...]        this profile's recorded figures against $(REFERENCE)/metrics"
 	@echo "make test                         unit, data and smoke-notebook tests"
 	@echo "make data [PROFILE=...]           only the cleaned, split parquet files under $(ARTIFACT_DIR)/<profile>/data"
@@ -67,6 +68,10 @@ report: $(REPORT)/index.html
 
 $(REPORT)/index.html: $(HTML) ecomrec/reporting.py ecomrec/summary.py
 	$(PY) -m ecomrec.reporting index $(REPORT)
+
+# publish a complete run (every chapter finished, one seed) as the reference: metrics, summary, manifest
+publish: $(ENV_STAMP)
+	$(PY) -m ecomrec.reference $(REPORT) $(REFERENCE)
 
 # your run's recorded figures against the published reference run's, largest relative differences first
 compare: $(ENV_STAMP)

@@ -1,0 +1,107 @@
+"""Publish one complete run as the course's reference results (`reports/reference/`).
+
+`publish(report_dir, reference_dir)` copies a finished run's recorded metrics (`metrics/*.json`, with the
+names file of each notebook) and its `summary.md`, and writes `manifest.json`: the commit it ran at (and
+whether the tree had uncommitted changes), the date, the machine (CPU model and instruction sets, cores,
+memory), and per notebook its wall time (papermill's own measurement, in the executed `.ipynb`) and peak
+memory (recorded by `notebook.finish`). It refuses a run that is not complete: every chapter in
+`notebooks/` must have finished under the report's metrics folder, all with one seed.
+
+`make publish PROFILE=full` runs it; `make compare` then prints any later run against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ecomrec import reporting
+from ecomrec.notebook import cpu_description
+from ecomrec.storage import atomic_path, write_json_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def chapters(notebooks_dir: Path = ROOT / "notebooks") -> list[str]:
+    """Every chapter of the course, in order (`01_data`, …, `04b_…`, …)."""
+    return sorted(p.stem for p in Path(notebooks_dir).glob("[0-9][0-9]*_*.py"))
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _memory_gib() -> float | None:
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return round(pages * size / 2**30, 1)
+
+
+def notebook_costs(report_dir: Path, names: list[str]) -> dict[str, dict]:
+    """Per notebook: papermill's wall time of the executed notebook (minutes) and the peak memory it recorded."""
+    metrics = reporting.load_metrics(report_dir / "metrics")
+    costs = {}
+    for name in names:
+        executed = json.loads((report_dir / f"{name}.ipynb").read_text())
+        duration = executed.get("metadata", {}).get("papermill", {}).get("duration")
+        if duration is None:
+            raise ValueError(f"{report_dir / name}.ipynb carries no papermill duration: was it executed by `make report`?")
+        peak = next((v for k, v in metrics.get(name, {}).items() if k.endswith("/all/notebook/peak_memory_gib")), None)
+        costs[name] = {"wall_minutes": round(duration / 60, 2), "peak_memory_gib": None if peak is None else round(peak, 2)}
+    return costs
+
+
+def publish(report_dir: str | Path, reference_dir: str | Path, names: list[str] | None = None) -> Path:
+    """Copy a complete run into `reference_dir` (replacing what was there) and write its manifest."""
+    report_dir, reference_dir = Path(report_dir), Path(reference_dir)
+    names = chapters() if names is None else names
+    metrics_dir = report_dir / "metrics"
+    done = {name: reporting.completion(metrics_dir, name) for name in names}
+    missing = [name for name, marker in done.items() if marker is None]
+    if missing:
+        raise FileNotFoundError(f"not a complete run: {', '.join(missing)} did not finish under {metrics_dir} "
+                                f"(run `make report PROFILE={report_dir.name}` first)")
+    seeds = {marker.get("seed") for marker in done.values()}
+    if len(seeds) != 1:
+        raise ValueError(f"the notebooks of {report_dir} ran with different seeds {sorted(map(str, seeds))}: re-run them")
+    costs = notebook_costs(report_dir, names)
+    manifest = {
+        "profile": report_dir.name, "seed": seeds.pop(),
+        "commit": _git("rev-parse", "HEAD") or None, "uncommitted_changes": bool(_git("status", "--porcelain")),
+        "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_description(), "cores": os.cpu_count(), "memory_gib": _memory_gib()},
+        "notebooks": costs,
+        "total_wall_minutes": round(sum(c["wall_minutes"] for c in costs.values()), 1),
+    }
+    with atomic_path(reference_dir) as tmp:  # a reader never sees half a reference
+        tmp.mkdir(parents=True)
+        (tmp / "metrics").mkdir()
+        for path in sorted(metrics_dir.glob("*.json")):  # metrics and the names each notebook gave its systems
+            shutil.copy2(path, tmp / "metrics" / path.name)
+        if (report_dir / "summary.md").is_file():
+            shutil.copy2(report_dir / "summary.md", tmp / "summary.md")
+        write_json_atomic(tmp / "manifest.json", manifest)
+    return reference_dir / "manifest.json"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Publish a complete run as the reference results.")
+    parser.add_argument("report_dir", help="the run's report folder, e.g. reports/full")
+    parser.add_argument("reference_dir", help="where the reference goes, e.g. reports/reference")
+    args = parser.parse_args(argv)
+    manifest = publish(args.report_dir, args.reference_dir)
+    data = json.loads(manifest.read_text())
+    print(f"wrote {manifest}: commit {data['commit']}{' (with uncommitted changes)' if data['uncommitted_changes'] else ''}, "
+          f"{data['total_wall_minutes']} min in all on {data['machine']['cpu']}")
+
+
+if __name__ == "__main__":
+    main()
