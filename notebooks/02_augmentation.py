@@ -427,7 +427,6 @@ print("easiest → hardest (mean query–negative cosine): "
 print("negatives closer to the query than their own positive: " + ", ".join(f"{s} {closer[s]:.0%}" for s in order))
 
 # %% [markdown]
-#
 # ## 8. Recommendation data: sequence views and cold items
 #
 # **Sequence augmentation** (as in CL4SRec) makes extra training sequences from each user's
@@ -466,7 +465,13 @@ cold.head(5).assign(cold_item=lambda f: f[C.COL_ITEM].map(title_by_item),
 # definition, one that overlaps the title — useful for recall of cold products, perhaps useless for the
 # vocabulary gap ("l bracket" for an angle). `04` fine-tunes retrievers with and without each of these
 # sets and `06` puts intervals on the differences; only those numbers answer the question.
-#
+
+# %%
+print("kept by the filter: " + ", ".join(f"{generator} {row['kept']:.1%}" for generator, row in rates.iterrows()))
+print(f"negatives, easiest → hardest: {' < '.join(order)}; {len(views):,} training sequences and "
+      f"{len(cold):,} synthetic interactions for {n_cold:,} cold items go to 05")
+
+# %% [markdown]
 # ## Exercises
 # 1. Raise `ROUND_TRIP_K` to 100. Which generator's keep rate changes most, and why?
 # 2. The templates never invent a word that is not in the title. Write a template that adds a synonym
