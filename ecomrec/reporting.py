@@ -24,17 +24,18 @@ _KEY = re.compile(r"^[A-Za-z0-9_.@+\-]+(/[A-Za-z0-9_.@+\-]+){2,}$")
 COMPLETE_SUFFIX = ".complete"
 NAMES_SUFFIX = ".names.json"
 _current: Path | None = None
+_names: dict[str, str] = {}  # the current notebook's display names, as last written to its names file
 
 
 def start(notebook: str, metrics_dir: str | Path) -> Path:
     """Begin recording for `notebook` into `<metrics_dir>/<notebook>.json`, discarding an older run's file."""
-    global _current
+    global _current, _names
     path = Path(metrics_dir) / f"{notebook}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(COMPLETE_SUFFIX).unlink(missing_ok=True)  # until this run completes, it has not
     path.with_suffix(NAMES_SUFFIX).unlink(missing_ok=True)
     write_json_atomic(path, {})
-    _current = path
+    _current, _names = path, {}
     return path
 
 
@@ -74,11 +75,9 @@ def metric_key(name: str) -> str:
     key = re.sub(r"[^A-Za-z0-9@.-]+", "_", name.replace("+", "plus").replace("→", "to")).strip("_")
     if not key:
         raise ValueError(f"{name!r} has no letters or digits to make a key of")
-    if _current is not None and key != name:
-        path = _current.with_suffix(NAMES_SUFFIX)
-        names = json.loads(path.read_text()) if path.is_file() else {}
-        if names.get(key) != name:
-            write_json_atomic(path, {**names, key: name})
+    if _current is not None and key != name and _names.get(key) != name:  # written only when new
+        _names[key] = name
+        write_json_atomic(_current.with_suffix(NAMES_SUFFIX), _names)
     return key
 
 

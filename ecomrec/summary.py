@@ -191,17 +191,15 @@ def headline_figures(recorded: dict[str, dict[str, float]], folder: str | Path,
                      names: dict[str, str] | None = None) -> list[Path]:
     """Draw the report's headline figures (search, recommendation, serving) as SVG files in `folder`, one per
     notebook that recorded them; return their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switched, no figure left open in the caller
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
 
     def bars(rows, title, xlabel, name, digits):
-        fig, ax = plt.subplots(figsize=(7, 0.32 * len(rows) + 1.2))
+        fig = Figure(figsize=(7, 0.32 * len(rows) + 1.2))
+        ax = fig.subplots()
         labels, values = [r[0] for r in rows], [r[1] for r in rows]
         errors = [[max(v - r[2], 0) for v, r in zip(values, rows)], [max(r[3] - v, 0) for v, r in zip(values, rows)]]
         ax.barh(labels, values, xerr=errors, color="tab:blue", capsize=2)
@@ -214,7 +212,6 @@ def headline_figures(recorded: dict[str, dict[str, float]], folder: str | Path,
         ax.set(title=title, xlabel=xlabel)
         fig.tight_layout()
         fig.savefig(folder / name)
-        plt.close(fig)
         written.append(folder / name)
 
     if rows := search_table(recorded, names):
@@ -222,7 +219,8 @@ def headline_figures(recorded: dict[str, dict[str, float]], folder: str | Path,
     if rows := rec_table(recorded, names):
         bars(rows, "Recommendation (05): test NDCG@10, 95 % CI", "NDCG@10, leave-one-out, full ranking", "recommendation.svg", 4)
     if rows := deploy_table(recorded, names):
-        fig, ax = plt.subplots(figsize=(6, 3.4))
+        fig = Figure(figsize=(6, 3.4))
+        ax = fig.subplots()
         for name, p95, ndcg, _ in rows:
             ax.scatter(p95, ndcg)
             ax.annotate(name, (p95, ndcg), xytext=(4, 4), textcoords="offset points", fontsize=8)
@@ -232,6 +230,5 @@ def headline_figures(recorded: dict[str, dict[str, float]], folder: str | Path,
         ax.margins(x=0.3, y=0.15)  # room for the labels
         fig.tight_layout()
         fig.savefig(folder / "serving.svg")
-        plt.close(fig)
         written.append(folder / "serving.svg")
     return written
