@@ -84,3 +84,19 @@ def write_office(folder: Path, events=None, meta=None, python_literal_meta: bool
 
 # A profile small enough for the fixture data: 2 valid and 3 test queries, everything else kept.
 TINY = Profile("tiny", search_queries=None, search_valid_queries=2, search_test_queries=3, rec_users=None, rec_kcore=5)
+
+
+def tiny_sentence_model(tmp_path):
+    """A one-layer, 32-wide random BERT sentence encoder with MiniLM's tokenizer, saved under tmp_path/tiny."""
+    from transformers import BertConfig, BertModel
+
+    from ecomrec.models.encoders import minilm_tokenizer, sentence_encoder
+
+    import torch
+
+    torch.manual_seed(0)  # the same random encoder whatever ran before (the test order moves the global RNG)
+    tokenizer = minilm_tokenizer()
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64), add_pooling_layer=False).save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    return sentence_encoder(tmp_path / "tiny")

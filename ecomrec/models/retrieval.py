@@ -53,6 +53,22 @@ def evaluate_run(qrels: pd.DataFrame, run: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(C.COL_QUERY_ID)
 
 
+def dense_scorer(ids: Sequence, query_ids: Sequence, query_texts: Sequence[str], qrels: pd.DataFrame, k: int = 10):
+    """`score(model, catalogue_vectors)` → mean NDCG@k of `query_texts` (ids `query_ids`) encoded by `model` and
+    searched exactly over `catalogue_vectors` (rows = `ids`): the valid score `train_query_tower` selects on."""
+    from ecomrec.models.search import DenseIndex, encode
+
+    query_ids, query_texts = np.asarray(query_ids), list(query_texts)
+    if len(query_ids) != len(query_texts):
+        raise ValueError(f"{len(query_ids)} query ids but {len(query_texts)} texts")
+
+    def score(model, vectors: np.ndarray) -> float:
+        found, scores = DenseIndex(ids, vectors).search(encode(model, query_texts), k=k)
+        return float(per_query_metrics(qrels, run_frame(query_ids, found, scores), k=k, grade="gain")["ndcg"].mean())
+
+    return score
+
+
 def fuse_runs(runs: dict[str, pd.DataFrame], weights: dict[str, float] | None = None, rrf_k: int = 60) -> pd.DataFrame:
     """Fuse (query_id, product_id, score) runs over the union of their lists.
 

@@ -7,6 +7,7 @@ from datasets import Dataset
 
 from ecomrec import config as C
 from ecomrec.models import retrieval as R
+from fixture_files import tiny_sentence_model
 
 
 def judgments(rows):
@@ -100,21 +101,6 @@ def pairs():
     return Dataset.from_dict({"anchor": ["drill", "hammer", "paint", "hose", "faucet", "toilet seat"] * 2,
                               "positive": ["cordless drill kit", "claw hammer", "white wall paint", "garden hose 50 ft",
                                            "kitchen faucet chrome", "round toilet seat"] * 2})
-
-
-def tiny_sentence_model(tmp_path):
-    from transformers import BertConfig, BertModel
-
-    from ecomrec.models.encoders import minilm_tokenizer, sentence_encoder
-
-    import torch
-
-    torch.manual_seed(0)  # the same random encoder whatever ran before (the test order moves the global RNG)
-    tokenizer = minilm_tokenizer()
-    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64), add_pooling_layer=False).save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    return sentence_encoder(tmp_path / "tiny")
 
 
 def top1_accuracy(model, pairs) -> float:

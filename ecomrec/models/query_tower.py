@@ -1,0 +1,172 @@
+"""Query-side training against a cached catalogue: every step sees the exact retrieval task.
+
+Re-encoding 54,667 product titles costs minutes on a CPU, so a two-tower model that must re-encode the catalogue
+for every evaluation can afford few of them. Here the catalogue is encoded **once** (and cached,
+`ecomrec.models.embedding_cache`); the query encoder trains against all of it. For a batch of queries $q_i$ with
+positive products $p_i$, the loss is a softmax over the *whole* catalogue $D$,
+
+$$\\mathcal{L} = -\\frac{1}{B}\\sum_i \\log \\frac{e^{s\\, q_i \\cdot d'_{p_i}}}{\\sum_{j \\in D} e^{s\\, q_i \\cdot d'_j}},$$
+
+one matrix product per batch (no sampled negatives: all 54,667 are negatives, except the query's other known
+positives, which are masked out). The document side can still move without re-encoding: $d' = \\mathrm{norm}(d +
+B A d)$ is a low-rank learned map of the cached vector (rank $r$, $B$ starts at zero, so step 0 is the cached
+model exactly). Valid NDCG@10 costs only the valid queries' encodes, so the trainer can evaluate often, keep the
+best checkpoint and stop when valid stops improving (`ecomrec.models.selection.EarlyStopping`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ecomrec import config as C
+from ecomrec.models.selection import EarlyStopping
+from ecomrec.progress import progress as progress_bar
+
+
+class DocumentMap(nn.Module):
+    """d' = normalise(d + B A d): a rank-`rank` update of fixed document vectors; B = 0 at the start."""
+
+    def __init__(self, dim: int, rank: int):
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"rank must be at least 1, got {rank}")
+        self.down = nn.Linear(dim, rank, bias=False)
+        self.up = nn.Linear(rank, dim, bias=False)
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, documents: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(documents + self.up(self.down(documents)), dim=-1)
+
+
+def map_catalogue(catalogue: np.ndarray, doc_map: DocumentMap | None) -> np.ndarray:
+    """The catalogue vectors a trained query tower searches: mapped (and normalised) once, float32."""
+    vectors = torch.from_numpy(np.ascontiguousarray(catalogue, dtype=np.float32))
+    if doc_map is None:
+        return nn.functional.normalize(vectors, dim=-1).numpy()
+    with torch.no_grad():
+        return doc_map.eval()(vectors).numpy()
+
+
+@dataclass
+class QueryTowerFit:
+    """What one run of `train_query_tower` did: the learning curve (one row per evaluation: step, pairs seen,
+    seconds, mean training loss since the last evaluation, valid score), the best evaluation, why it stopped
+    ("converged (patience)" or "budget"), and the trained document map (None without one)."""
+
+    history: pd.DataFrame
+    best_step: int
+    best_valid: float
+    stopped: str
+    seconds: float
+    pairs_per_second: float
+    doc_map: DocumentMap | None
+
+    def catalogue(self, vectors: np.ndarray) -> np.ndarray:
+        return map_catalogue(vectors, self.doc_map)
+
+
+def training_examples(query_index: Sequence[int], product_index: Sequence[int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(query row, catalogue row) pairs → the pairs as an array and, per query row, all its positives
+    (to mask the others out of each pair's softmax)."""
+    pairs = np.column_stack([np.asarray(query_index, dtype=np.int64), np.asarray(product_index, dtype=np.int64)])
+    if len(pairs) == 0:
+        raise ValueError("no training pairs")
+    n_queries = int(pairs[:, 0].max()) + 1
+    order = np.argsort(pairs[:, 0], kind="stable")
+    bounds = np.searchsorted(pairs[order, 0], np.arange(n_queries + 1))
+    positives = [np.unique(pairs[order[bounds[q]:bounds[q + 1]], 1]) for q in range(n_queries)]
+    return pairs, positives
+
+
+def train_query_tower(model, queries: Sequence[str], query_index: Sequence[int], product_index: Sequence[int],
+                      catalogue: np.ndarray, score_valid: Callable[[object, np.ndarray], float], *,
+                      doc_map_rank: int | None = 32, batch_size: int = 64, learning_rate: float = 3e-5,
+                      map_learning_rate: float = 1e-3, scale: float = 20.0, eval_every: int = 200,
+                      patience: int = 3, max_epochs: float = 3.0, max_seconds: float | None = None,
+                      bf16: bool = False, seed: int = C.SEED, progress: bool = False) -> QueryTowerFit:
+    """Train `model` (a SentenceTransformer: the query tower) on pairs (queries[query_index[i]], catalogue row
+    product_index[i]) with a full-catalogue softmax; `catalogue` (N × d, the cached product vectors) stays fixed.
+
+    `score_valid(model, catalogue_vectors)` returns the valid score to maximise (e.g. NDCG@10 of the queries
+    encoded by `model` against the mapped catalogue); it is measured before training (step 0) and every
+    `eval_every` steps. Training stops after `patience` evaluations without improvement, or at `max_epochs`
+    passes over the pairs, or after `max_seconds`; the best evaluation's weights (query tower and document
+    map) are restored. `bf16` runs forward and backward under CPU bfloat16 autocast.
+    """
+    if len(query_index) != len(product_index):
+        raise ValueError(f"{len(query_index)} query rows but {len(product_index)} product rows")
+    if eval_every < 1 or batch_size < 2 or max_epochs <= 0:
+        raise ValueError("eval_every must be >= 1, batch_size >= 2 and max_epochs > 0")
+    pairs, positives = training_examples(query_index, product_index)
+    if len(pairs) < batch_size:
+        raise ValueError(f"{len(pairs)} training pairs: fewer than one batch of {batch_size}")
+    if pairs[:, 0].max() >= len(queries) or pairs[:, 1].max() >= len(catalogue):
+        raise ValueError("a query or product row is outside `queries` or `catalogue`")
+    device = model.device
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    documents = nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(catalogue, dtype=np.float32)), dim=-1).to(device)
+    doc_map = DocumentMap(documents.shape[1], doc_map_rank).to(device) if doc_map_rank else None
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": learning_rate}]
+    if doc_map is not None:
+        groups.append({"params": list(doc_map.parameters()), "lr": map_learning_rate})
+    optimiser = torch.optim.AdamW(groups)
+    parts = {"query_tower": model} | ({"doc_map": doc_map} if doc_map is not None else {})
+    stop = EarlyStopping(patience)
+    rows, losses, step, pairs_seen = [], [], 0, 0
+    max_steps = int(np.ceil(max_epochs * len(pairs) / batch_size))
+    warmup = max(1, min(eval_every, max_steps // 10))
+    start = time.perf_counter()
+
+    def evaluate() -> bool:
+        model.eval()
+        score = score_valid(model, map_catalogue(catalogue, doc_map))
+        rows.append({"step": step, "pairs": pairs_seen, "seconds": time.perf_counter() - start,
+                     "loss": float(np.mean(losses)) if losses else np.nan, "valid": score})
+        losses.clear()
+        model.train()
+        return stop.update(score, step, state=lambda: {name: part.state_dict() for name, part in parts.items()})
+
+    bar = progress_bar(total=max_steps, desc="query tower steps", disable=not progress)
+    done = evaluate()
+    while not done and step < max_steps:
+        order = rng.permutation(len(pairs))
+        for begin in range(0, len(order) - batch_size + 1, batch_size):
+            batch = pairs[order[begin:begin + batch_size]]
+            for group, base in zip(optimiser.param_groups, (learning_rate, map_learning_rate)):
+                group["lr"] = base * min(1.0, (step + 1) / warmup)
+            features = model.preprocess([queries[q] for q in batch[:, 0]])
+            features = {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # the encoder only
+                q = model(features)["sentence_embedding"]
+            q = nn.functional.normalize(q.float(), dim=-1)  # the catalogue softmax stays in float32
+            logits = scale * q @ (doc_map(documents) if doc_map is not None else documents).T
+            for row, (query, target) in enumerate(batch):
+                others = positives[query][positives[query] != target]
+                logits[row, torch.from_numpy(others).to(device)] = -torch.inf
+            loss = nn.functional.cross_entropy(logits, torch.from_numpy(batch[:, 1]).to(device))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+            step, pairs_seen = step + 1, pairs_seen + len(batch)
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", best=f"{stop.best:.4f}", refresh=False)
+            over_time = max_seconds is not None and time.perf_counter() - start >= max_seconds
+            if step % eval_every == 0 or step >= max_steps or over_time:
+                done = evaluate() or over_time
+            if done or step >= max_steps:
+                break
+    bar.close()
+    seconds = time.perf_counter() - start
+    stop.restore(parts)
+    model.eval()
+    return QueryTowerFit(pd.DataFrame(rows), int(stop.best_step), float(stop.best), stop.stopped, seconds,
+                         pairs_seen / seconds if seconds > 0 else 0.0, doc_map.eval() if doc_map is not None else None)
