@@ -81,7 +81,7 @@ PROFILES: dict[str, Profile] = {
     "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,
                     rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
                     mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
-                    biencoder_steps=40, cross_steps=120, tower_eval_every=150, rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
+                    biencoder_steps=40, cross_steps=120, tower_eval_every=150, tower_max_epochs=2.0, rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
                     sasrec_patience=5, sasrec_trials=8, rec_trials=30,
                     latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
                     llm_products=5_000, llm_office_items=None),
