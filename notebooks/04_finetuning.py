@@ -52,6 +52,7 @@ from ecomrec.models import retrieval as R
 from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.models.encoders import load_minilm, minilm_path, sentence_encoder
 from ecomrec.models.query_tower import train_query_tower
+from ecomrec.models.selection import PATIENCE
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.serve.export import ParallelOnnxCrossEncoder, encode_with_onnx
 from ecomrec.storage import atomic_path, save_array
@@ -283,7 +284,7 @@ for name in (TOWER, "MiniLM zero-shot"):
     reporting.record(f"search/valid/{reporting.metric_key(name)}/ndcg@10", per_query[(name, "valid")]["ndcg@10"].mean())
 for stat, value in {"seconds": tower_fit.seconds, "samples_per_second": tower_fit.pairs_per_second,
                     "pairs_at_best": best_pairs, "epochs_at_best": best_pairs / len(train_pairs),
-                    "stopped_by_patience": float(tower_fit.stopped.startswith("converged"))}.items():
+                    "stopped_by_patience": float(tower_fit.stopped == PATIENCE)}.items():
     reporting.record(f"search/train/{key}/{stat}", value)
 print(f"{TOWER}: {tower_fit.seconds:.0f} s ({tower_fit.pairs_per_second:.0f} pairs/s), {len(tower_fit.history) - 1} "
       f"evaluations; best valid NDCG@10 {tower_fit.best_valid:.3f} after {best_pairs:,} pairs "

@@ -98,7 +98,7 @@ def train_query_tower(model, queries: Sequence[str], query_index: Sequence[int],
     encoded by `model` against the mapped catalogue); it is measured before training (step 0) and every
     `eval_every` steps. Training stops after `patience` evaluations without improvement, or at `max_epochs`
     passes over the pairs, or after `max_seconds`; the best evaluation's weights (query tower and document
-    map) are restored. `bf16` runs forward and backward under CPU bfloat16 autocast.
+    map) are restored. `bf16` runs the query encoder under bfloat16 autocast; the catalogue softmax stays float32.
     """
     if len(query_index) != len(product_index):
         raise ValueError(f"{len(query_index)} query rows but {len(product_index)} product rows")
