@@ -49,11 +49,15 @@ class Profile:
     mlm_head_steps: int = 10  # steps fitting MiniLM's new MLM head on a frozen encoder (03)
     mlm_adapt_steps: int = 20  # steps of domain-adaptive MLM of all MiniLM weights (03)
     biencoder_steps: int = 12  # steps per bi-encoder fine-tuning run (04); the same in every row
-    cross_steps: int = 12  # cross-encoder steps (04)
-    tower_eval_every: int = 4  # query-tower steps (batch 64) between valid evaluations (04)
-    tower_patience: int = 3  # valid evaluations without a better NDCG@10 before the query tower stops (04)
-    tower_max_epochs: float = 3.0  # the query tower's budget in passes over the training pairs (04)
-    rerank_queries: int = 20  # test queries whose top-100 the cross-encoder re-ranks (04)
+    two_tower_eval_every: int = 7  # steps (batch 32) between valid evaluations of 04's main bi-encoder
+    two_tower_patience: int = 3  # valid evaluations without a better NDCG@10 before it stops (04)
+    two_tower_max_epochs: float = 1.0  # its budget in passes over the real training pairs (04)
+    valid_distractors: int = 500  # products beside the valid-judged ones in the valid sub-catalogue it is selected on (04)
+    cross_eval_every: int = 5  # cross-encoder steps (batch 32) between valid re-ranking evaluations (04)
+    cross_patience: int = 3  # valid evaluations without a better re-ranking NDCG@10 before it stops (04)
+    cross_max_epochs: float = 0.15  # its budget in passes over its training examples (04)
+    rerank_valid_queries: int = 30  # valid queries the cross-encoder, its depth and weight are selected on (04)
+    rerank_queries: int = 20  # test queries whose top-100 the cross-encoder re-ranks in 05's hybrid search and 07
     calibration_judgments: int = 500  # valid judgments that calibrate cross-encoder scores to grades (04)
     behaviour_queries: int = 250  # test queries sampled for the behavioural checks (04)
     sasrec_epochs: int = 3  # SASRec's maximum epochs; early stopping on valid NDCG@10 usually ends it first (05)
@@ -74,14 +78,15 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", search_queries=400, search_valid_queries=60, search_test_queries=120,
                      rec_users=800, rec_kcore=3, gen_train_steps=40, gen_products=150, triplet_anchors=240,
                      mlm_heldout=120, mlm_scratch_steps=20, mlm_head_steps=6, mlm_adapt_steps=12,
-                     biencoder_steps=6, cross_steps=8, tower_eval_every=4, rerank_queries=12, calibration_judgments=300,
+                     biencoder_steps=6, rerank_queries=12, calibration_judgments=300,
                      behaviour_queries=100, sasrec_epochs=100, sasrec_patience=10, sasrec_trials=2, rec_trials=4,
                      latency_calls=10, bench_requests=150,
                      llm_lora_steps=4, llm_quality_products=10, llm_products=40, llm_office_items=12),
     "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,
                     rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
                     mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
-                    biencoder_steps=40, cross_steps=120, tower_eval_every=150, tower_max_epochs=2.0, rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
+                    biencoder_steps=40, two_tower_eval_every=300, two_tower_max_epochs=1.5, valid_distractors=4_000,
+                    cross_eval_every=150, cross_max_epochs=0.4, rerank_valid_queries=300, rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
                     sasrec_patience=5, sasrec_trials=8, rec_trials=30,
                     latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
                     llm_products=5_000, llm_office_items=None),

@@ -1,0 +1,136 @@
+"""The generic train-until-valid loop, two-tower training with masked in-batch negatives, and the re-ranker's
+hard-negative miner, trainer and valid-chosen interpolation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ecomrec.models.loop import lr_factor, train_until_valid
+from ecomrec.models.reranker import choose_rerank, interpolate, mine_hard_negatives, train_reranker
+from ecomrec.models.selection import BUDGET, PATIENCE
+from ecomrec.models.two_tower import in_batch_false_negatives, subcatalogue_scorer, train_two_tower
+from fixture_files import tiny_sentence_model
+
+TITLES = ["cordless drill kit", "claw hammer", "white wall paint", "garden hose 50 ft", "kitchen faucet chrome",
+          "round toilet seat", "led light bulb", "wood screws box"]
+TRAIN = [("drill", 0), ("power drill", 0), ("hammer", 1), ("paint", 2), ("wall paint", 2), ("hose", 3),
+         ("faucet", 4), ("toilet seat", 5), ("bulb", 6), ("screws", 7), ("led bulb", 6), ("claw hammer", 1)]
+VALID = [("cordless drill", 0), ("garden hose", 3), ("kitchen faucet", 4), ("light bulb", 6)]
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    assert lr_factor(0, 4, 20, decay=True) == pytest.approx(0.25)
+    assert lr_factor(4, 4, 20, decay=True) == pytest.approx(1.0)
+    assert lr_factor(12, 4, 20, decay=True) == pytest.approx(0.5)
+    assert lr_factor(20, 4, 20, decay=True) == 0.0
+    assert lr_factor(12, 4, 20, decay=False) == 1.0
+
+
+def test_loop_restores_the_best_evaluation_and_says_why_it_stopped():
+    net = torch.nn.Linear(3, 1)
+    x, y = torch.randn(32, 3), torch.randn(32)
+    scores, weights = iter([0.1, 0.5, 0.2, 0.3, 0.4, 0.0]), []
+
+    def scripted():  # the second evaluation is the best, whatever the weights are
+        weights.append(net.weight.detach().clone())
+        return next(scores)
+
+    fit = train_until_valid({"net": net}, torch.optim.SGD(net.parameters(), lr=0.1), 32,
+                            lambda rows: ((net(x[rows]).squeeze(-1) - y[rows]) ** 2).mean(), scripted,
+                            batch_size=8, eval_every=2, patience=3, max_epochs=10)
+    assert fit.stopped == PATIENCE and fit.best_step == 2 and fit.pairs_at_best == 16 and len(fit.history) == 5
+    assert torch.equal(net.weight, weights[1]) and not torch.equal(weights[1], weights[-1])
+    budget = train_until_valid({"net": net}, torch.optim.SGD(net.parameters(), lr=0.1), 32,
+                               lambda rows: ((net(x[rows]).squeeze(-1) - y[rows]) ** 2).mean(),
+                               lambda: -float(((net(x).squeeze(-1) - y) ** 2).mean()),
+                               batch_size=8, eval_every=2, patience=50, max_epochs=1)
+    assert budget.stopped == BUDGET and budget.history["pairs"].iloc[-1] == 32
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train_until_valid({"net": net}, torch.optim.SGD(net.parameters(), lr=0.1), 4, None, None,
+                          batch_size=8, eval_every=1, patience=1, max_epochs=1)
+
+
+def test_in_batch_false_negatives_masks_known_positives_off_the_diagonal():
+    positives = [np.array([5, 7]), np.array([6]), np.array([5])]
+    mask = in_batch_false_negatives(np.array([[0, 5], [1, 6], [0, 7], [2, 5]]), positives)
+    expected = np.array([[0, 0, 1, 1],   # query 0: product 7 (row 2) and product 5 again (row 3) are its positives
+                         [0, 0, 0, 0],
+                         [1, 0, 0, 1],
+                         [1, 0, 0, 0]], dtype=bool)  # query 2's positive, product 5, is also row 0's
+    assert (mask == expected).all()
+
+
+def test_two_tower_lowers_valid_loss_on_a_tiny_catalogue(tmp_path):
+    model = tiny_sentence_model(tmp_path)
+    queries = [q for q, _ in TRAIN]
+    valid_targets = torch.tensor([p for _, p in VALID])
+
+    def valid_loss(encoder) -> float:  # both towers move: the catalogue is re-encoded at each evaluation
+        q = torch.from_numpy(encoder.encode([q for q, _ in VALID], normalize_embeddings=True))
+        d = torch.from_numpy(encoder.encode(TITLES, normalize_embeddings=True))
+        return torch.nn.functional.cross_entropy(20 * q @ d.T, valid_targets).item()
+
+    before = valid_loss(model)
+    fit = train_two_tower(model, queries, TITLES, np.arange(len(TRAIN)), [p for _, p in TRAIN],
+                          lambda m: -valid_loss(m), batch_size=4, learning_rate=3e-3, eval_every=3, patience=5,
+                          max_epochs=15)
+    assert fit.history["valid"].iloc[0] == pytest.approx(-before, abs=1e-5) and fit.best_step > 0
+    assert valid_loss(model) == pytest.approx(-fit.best_valid, abs=1e-4)  # the best evaluation's weights restored
+    assert -fit.best_valid < 0.8 * before
+    with pytest.raises(ValueError, match="outside"):
+        train_two_tower(model, queries, TITLES, [0, 1], [0, 99], lambda m: 0.0, batch_size=2)
+
+
+def test_subcatalogue_keeps_every_judged_product_and_a_seeded_sample():
+    ids = np.array([f"p{i}" for i in range(50)])
+    qrels = pd.DataFrame({"query_id": ["q1", "q1", "q2"], "product_id": ["p3", "p40", "p7"], "gain": [2.0, 1.0, 1.0]})
+    _, sub = subcatalogue_scorer(ids, [f"t{i}" for i in range(50)], ["q1", "q2"], ["a", "b"], qrels, distractors=10, seed=1)
+    _, again = subcatalogue_scorer(ids, [f"t{i}" for i in range(50)], ["q1", "q2"], ["a", "b"], qrels, distractors=10, seed=1)
+    assert {"p3", "p40", "p7"} <= set(sub) and len(sub) == 13 and (sub == again).all()
+
+
+def test_miner_drops_judged_products_and_candidates_above_the_margin():
+    run = pd.DataFrame({"query_id": ["q"] * 6 + ["r"] * 2, "product_id": list("abcdef") + ["x", "y"],
+                        "score": [0.95, 0.9, 0.85, 0.7, 0.6, 0.5, 0.9, 0.8]})
+    judged = pd.DataFrame({"query_id": ["q", "r"], "product_id": ["b", "x"]})
+    positive = pd.Series({"q": 0.9})  # r has no positive score: no negatives for it
+    mined = mine_hard_negatives(run, judged, positive, margin=0.1, per_query=10)
+    assert sorted(mined["product_id"]) == ["d", "e", "f"]  # a (0.95) and c (0.85) are within 0.1 of the positive
+    assert len(mine_hard_negatives(run, judged, positive, margin=0.1, per_query=2)) == 2
+    with pytest.raises(ValueError):
+        mine_hard_negatives(run, judged, positive, margin=-1, per_query=2)
+
+
+def test_reranker_learns_to_order_a_tiny_set(tmp_path):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    tiny_sentence_model(tmp_path)
+    cross = CrossEncoder(str(tmp_path / "tiny"), num_labels=1, max_length=32)
+    queries = ["drill", "drill", "paint", "paint", "hose", "hose"] * 4
+    titles = ["cordless drill", "garden hose", "wall paint", "claw hammer", "garden hose", "wall paint"] * 4
+    labels = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0] * 4
+
+    def margin(model) -> float:  # positive minus negative score, averaged over the three queries
+        s = model.predict(list(zip(queries[:6], titles[:6])), convert_to_numpy=True, show_progress_bar=False)
+        return float(np.mean(s[0::2] - s[1::2]))
+
+    fit = train_reranker(cross, queries, titles, labels, margin, batch_size=6, learning_rate=2e-3, eval_every=4,
+                         patience=4, max_epochs=10)
+    assert fit.best_valid > fit.history["valid"].iloc[0] and margin(cross) == pytest.approx(fit.best_valid, abs=1e-4)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        train_reranker(cross, ["a"], ["b"], [2.0], margin)
+
+
+def test_interpolation_spans_first_stage_to_cross_encoder_and_the_grid_picks_on_qrels():
+    first = pd.DataFrame({"query_id": ["q"] * 3, "product_id": ["a", "b", "c"], "score": [3.0, 2.0, 1.0]})
+    cross = pd.DataFrame({"query_id": ["q"] * 3, "product_id": ["a", "b", "c"], "score": [0.0, 0.5, 1.0]})
+    order = lambda run: run.sort_values("score", ascending=False)["product_id"].tolist()  # noqa: E731
+    assert order(interpolate(first, cross, 0.0, 3)) == ["a", "b", "c"]
+    assert order(interpolate(first, cross, 1.0, 3)) == ["c", "b", "a"]
+    assert order(interpolate(first, cross, 1.0, 2)) == ["b", "a"]  # depth cuts the list before re-scoring
+    qrels = pd.DataFrame({"query_id": ["q"], "product_id": ["c"], "gain": [2.0]})
+    grid = choose_rerank(first, cross, qrels, depths=[2, 3], weights=[0.0, 1.0])
+    assert (grid.iloc[0]["depth"], grid.iloc[0]["weight"]) == (3, 1.0) and len(grid) == 4
+    with pytest.raises(ValueError, match="lacks"):
+        interpolate(first, cross.head(1), 0.5, 3)
