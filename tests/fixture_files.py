@@ -85,6 +85,13 @@ def write_office(folder: Path, events=None, meta=None, python_literal_meta: bool
 # A profile small enough for the fixture data: 2 valid and 3 test queries, everything else kept.
 TINY = Profile("tiny", search_queries=None, search_valid_queries=2, search_test_queries=3, rec_users=None, rec_kcore=5)
 
+# A tiny search task for trainers: product titles, (query, title row) training pairs and valid pairs.
+TINY_TITLES = ["cordless drill kit", "claw hammer", "white wall paint", "garden hose 50 ft", "kitchen faucet chrome",
+               "round toilet seat", "led light bulb", "wood screws box"]
+TINY_TRAIN = [("drill", 0), ("power drill", 0), ("hammer", 1), ("paint", 2), ("wall paint", 2), ("hose", 3),
+              ("faucet", 4), ("toilet seat", 5), ("bulb", 6), ("screws", 7), ("led bulb", 6), ("claw hammer", 1)]
+TINY_VALID = [("cordless drill", 0), ("garden hose", 3), ("kitchen faucet", 4), ("light bulb", 6)]
+
 
 def tiny_sentence_model(tmp_path):
     """A one-layer, 32-wide random BERT sentence encoder with MiniLM's tokenizer, saved under tmp_path/tiny."""

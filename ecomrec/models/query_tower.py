@@ -16,18 +16,15 @@ best checkpoint and stop when valid stops improving (`ecomrec.models.selection.E
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from ecomrec import config as C
-from ecomrec.models.selection import EarlyStopping
-from ecomrec.progress import progress as progress_bar
+from ecomrec.models.loop import LoopFit, train_until_valid
 
 
 class DocumentMap(nn.Module):
@@ -55,21 +52,23 @@ def map_catalogue(catalogue: np.ndarray, doc_map: DocumentMap | None) -> np.ndar
 
 
 @dataclass
-class QueryTowerFit:
-    """What one run of `train_query_tower` did: the learning curve (one row per evaluation: step, pairs seen,
-    seconds, mean training loss since the last evaluation, valid score), the best evaluation, why it stopped
-    ("converged (patience)" or "budget"), and the trained document map (None without one)."""
+class QueryTowerFit(LoopFit):
+    """`LoopFit` (learning curve, best evaluation, why it stopped) plus the trained document map (None without one)."""
 
-    history: pd.DataFrame
-    best_step: int
-    best_valid: float
-    stopped: str
-    seconds: float
-    pairs_per_second: float
-    doc_map: DocumentMap | None
+    doc_map: DocumentMap | None = None
 
     def catalogue(self, vectors: np.ndarray) -> np.ndarray:
         return map_catalogue(vectors, self.doc_map)
+
+
+def embed(model, texts: Sequence[str], bf16: bool = False) -> torch.Tensor:
+    """Normalised float32 sentence embeddings with gradients (a SentenceTransformer's forward; `bf16`: the
+    encoder under bfloat16 autocast)."""
+    features = model.preprocess(list(texts))
+    features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in features.items()}
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(features)["sentence_embedding"]
+    return nn.functional.normalize(out.float(), dim=-1)
 
 
 def training_examples(query_index: Sequence[int], product_index: Sequence[int]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -111,62 +110,25 @@ def train_query_tower(model, queries: Sequence[str], query_index: Sequence[int],
         raise ValueError("a query or product row is outside `queries` or `catalogue`")
     device = model.device
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     documents = nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(catalogue, dtype=np.float32)), dim=-1).to(device)
     doc_map = DocumentMap(documents.shape[1], doc_map_rank).to(device) if doc_map_rank else None
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": learning_rate}]
     if doc_map is not None:
         groups.append({"params": list(doc_map.parameters()), "lr": map_learning_rate})
-    optimiser = torch.optim.AdamW(groups)
     parts = {"query_tower": model} | ({"doc_map": doc_map} if doc_map is not None else {})
-    stop = EarlyStopping(patience)
-    rows, losses, step, pairs_seen = [], [], 0, 0
-    max_steps = int(np.ceil(max_epochs * len(pairs) / batch_size))
-    warmup = max(1, min(eval_every, max_steps // 10))
-    start = time.perf_counter()
 
-    def evaluate() -> bool:
-        model.eval()
-        score = score_valid(model, map_catalogue(catalogue, doc_map))
-        rows.append({"step": step, "pairs": pairs_seen, "seconds": time.perf_counter() - start,
-                     "loss": float(np.mean(losses)) if losses else np.nan, "valid": score})
-        losses.clear()
-        model.train()
-        return stop.update(score, step, state=lambda: {name: part.state_dict() for name, part in parts.items()})
+    def batch_loss(rows: np.ndarray) -> torch.Tensor:
+        batch = pairs[rows]
+        q = embed(model, [queries[q] for q in batch[:, 0]], bf16)  # bf16 for the encoder only: the softmax stays float32
+        logits = scale * q @ (doc_map(documents) if doc_map is not None else documents).T
+        for row, (query, target) in enumerate(batch):
+            others = positives[query][positives[query] != target]
+            logits[row, torch.from_numpy(others).to(device)] = -torch.inf
+        return nn.functional.cross_entropy(logits, torch.from_numpy(batch[:, 1]).to(device))
 
-    bar = progress_bar(total=max_steps, desc="query tower steps", disable=not progress)
-    done = evaluate()
-    while not done and step < max_steps:
-        order = rng.permutation(len(pairs))
-        for begin in range(0, len(order) - batch_size + 1, batch_size):
-            batch = pairs[order[begin:begin + batch_size]]
-            for group, base in zip(optimiser.param_groups, (learning_rate, map_learning_rate)):
-                group["lr"] = base * min(1.0, (step + 1) / warmup)
-            features = model.preprocess([queries[q] for q in batch[:, 0]])
-            features = {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # the encoder only
-                q = model(features)["sentence_embedding"]
-            q = nn.functional.normalize(q.float(), dim=-1)  # the catalogue softmax stays in float32
-            logits = scale * q @ (doc_map(documents) if doc_map is not None else documents).T
-            for row, (query, target) in enumerate(batch):
-                others = positives[query][positives[query] != target]
-                logits[row, torch.from_numpy(others).to(device)] = -torch.inf
-            loss = nn.functional.cross_entropy(logits, torch.from_numpy(batch[:, 1]).to(device))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
-            step, pairs_seen = step + 1, pairs_seen + len(batch)
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", best=f"{stop.best:.4f}", refresh=False)
-            over_time = max_seconds is not None and time.perf_counter() - start >= max_seconds
-            if step % eval_every == 0 or step >= max_steps or over_time:
-                done = evaluate() or over_time
-            if done or step >= max_steps:
-                break
-    bar.close()
-    seconds = time.perf_counter() - start
-    stop.restore(parts)
-    model.eval()
-    return QueryTowerFit(pd.DataFrame(rows), int(stop.best_step), float(stop.best), stop.stopped, seconds,
-                         pairs_seen / seconds if seconds > 0 else 0.0, doc_map.eval() if doc_map is not None else None)
+    model.train()
+    fit = train_until_valid(parts, torch.optim.AdamW(groups), len(pairs), batch_loss,
+                            lambda: score_valid(model, map_catalogue(catalogue, doc_map)), batch_size=batch_size,
+                            eval_every=eval_every, patience=patience, max_epochs=max_epochs, max_seconds=max_seconds,
+                            decay=False, seed=seed, progress=progress, desc="query tower steps")
+    return QueryTowerFit(**vars(fit), doc_map=doc_map.eval() if doc_map is not None else None)

@@ -1,7 +1,8 @@
 """Product search: evaluation on a full catalogue, bi-encoder and cross-encoder fine-tuning.
 
-Training uses sentence-transformers' trainers (multiple-negatives ranking loss with in-batch negatives
-for bi-encoders, a relevance regression for cross-encoders) and peft for LoRA; evaluation ranks the
+Training of the equal-budget rows uses sentence-transformers' trainer (multiple-negatives ranking loss with
+in-batch negatives) and peft for LoRA (the main bi-encoder and the cross-encoder, selected on valid, are in
+`two_tower` and `reranker`); evaluation ranks the
 whole catalogue for every test query and scores the run with `ecomrec.metrics`.
 
 Relevance: Home Depot grades run from 1 (irrelevant) to 3 (highly relevant). Ranking metrics use the
@@ -51,6 +52,15 @@ def evaluate_run(qrels: pd.DataFrame, run: pd.DataFrame) -> pd.DataFrame:
         scores = per_query_metrics(qrels, run, k=k, grade="gain")[[C.COL_QUERY_ID, column]].rename(columns={column: name})
         out = scores if out is None else out.merge(scores, on=C.COL_QUERY_ID)
     return out.set_index(C.COL_QUERY_ID)
+
+
+def condense(run: pd.DataFrame, judgments: pd.DataFrame) -> pd.DataFrame:
+    """A run's condensed list (Sakai 2007): only the products judged for its query, in the run's order.
+
+    With unjudged products counted as irrelevant, a system that finds relevant but never-judged products is
+    penalised; scoring the judged products alone removes that bias (at the price of an easier task)."""
+    judged = pd.MultiIndex.from_frame(judgments[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]])
+    return run[pd.MultiIndex.from_frame(run[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]]).isin(judged)].reset_index(drop=True)
 
 
 def dense_scorer(ids: Sequence, query_ids: Sequence, query_texts: Sequence[str], qrels: pd.DataFrame, k: int = 10):
@@ -226,26 +236,6 @@ def fit_grade_calibration(scores, grades):
     iso = IsotonicRegression(y_min=float(grades.min()), y_max=float(grades.max()), out_of_bounds="clip")
     iso.fit(scores, grades)
     return lambda new_scores: iso.predict(np.asarray(new_scores, dtype=float))
-
-
-def train_cross_encoder(model, train_data, out_dir: str | Path, max_steps: int, batch_size: int = 32,
-                        learning_rate: float = 5e-5, seed: int = C.SEED, device: str = "cpu",
-                        logging_steps: int = 10) -> FitResult:
-    """Fine-tune a CrossEncoder on (query, title, label ∈ [0, 1]) with binary cross-entropy on soft labels:
-    its sigmoid output then estimates the (rescaled) relevance grade."""
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
-
-    if max_steps <= 0:
-        raise ValueError("max_steps must be positive")
-    args = CrossEncoderTrainingArguments(
-        output_dir=str(out_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate, warmup_steps=max(1, max_steps // 10), lr_scheduler_type="linear",
-        logging_steps=logging_steps, save_strategy="no", eval_strategy="no", report_to=[], seed=seed,
-        data_seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0, disable_tqdm=True,
-    )
-    return _fit(CrossEncoderTrainer(model=model, args=args, train_dataset=train_data,
-                                    loss=BinaryCrossEntropyLoss(model)), model)
 
 
 def rerank(cross_encoder, queries: dict, titles: dict, run: pd.DataFrame, depth: int = 100,

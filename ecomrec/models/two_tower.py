@@ -27,7 +27,7 @@ from torch import nn
 
 from ecomrec import config as C
 from ecomrec.models.loop import LoopFit, train_until_valid
-from ecomrec.models.query_tower import training_examples
+from ecomrec.models.query_tower import embed, training_examples
 
 
 def in_batch_false_negatives(batch: np.ndarray, positives: Sequence[np.ndarray]) -> np.ndarray:
@@ -36,15 +36,6 @@ def in_batch_false_negatives(batch: np.ndarray, positives: Sequence[np.ndarray])
     mask = np.array([np.isin(batch[:, 1], positives[query]) for query in batch[:, 0]], dtype=bool)
     np.fill_diagonal(mask, False)
     return mask
-
-
-def embed(model, texts: Sequence[str], bf16: bool = False) -> torch.Tensor:
-    """Normalised sentence embeddings with gradients (a SentenceTransformer's forward)."""
-    features = model.preprocess(list(texts))
-    features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in features.items()}
-    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(features)["sentence_embedding"]
-    return nn.functional.normalize(out.float(), dim=-1)
 
 
 def subcatalogue_scorer(ids: Sequence, titles: Sequence[str], query_ids: Sequence, query_texts: Sequence[str],

@@ -133,21 +133,6 @@ def test_lora_trains_only_adapters_and_merging_keeps_outputs(pairs, tmp_path):
     assert type(model[0].model).__name__ == "BertModel"
 
 
-def test_cross_encoder_loss_falls(tmp_path):
-    from sentence_transformers.cross_encoder import CrossEncoder
-
-    tiny_sentence_model(tmp_path)
-    model = CrossEncoder(str(tmp_path / "tiny"), num_labels=1, max_length=32)
-    data = Dataset.from_dict({"query": ["drill", "drill", "paint", "paint"] * 4,
-                              "title": ["cordless drill", "garden hose", "wall paint", "claw hammer"] * 4,
-                              "label": [1.0, 0.0, 1.0, 0.0] * 4})
-    fit = R.train_cross_encoder(model, data, tmp_path / "ckpt", max_steps=40, batch_size=8, learning_rate=2e-3,
-                                logging_steps=10)
-    assert fit.history["loss"].iloc[-1] < fit.history["loss"].iloc[0]
-    with pytest.raises(ValueError):
-        R.train_cross_encoder(model, data, tmp_path / "ckpt", max_steps=0)
-
-
 def test_heldout_mnrl_loss_is_low_when_pairs_match():
     class Lookup:
         def encode(self, texts, **kwargs):
@@ -173,3 +158,14 @@ def test_fuse_runs_by_reciprocal_ranks_and_by_weighted_min_max():
     assert weighted.to_dict() == pytest.approx({"x": 0.25, "y": 0.125, "z": 0.75, "w": 0.0})
     with pytest.raises(ValueError):
         fuse_runs({"a": a, "b": b}, {"a": 1.0})
+
+
+def test_condensed_list_keeps_judged_products_in_run_order():
+    run = pd.DataFrame({C.COL_QUERY_ID: ["q"] * 4 + ["r"], C.COL_PRODUCT_ID: ["a", "x", "b", "y", "a"],
+                        "score": [4.0, 3.0, 2.0, 1.0, 1.0]})
+    judgments = pd.DataFrame({C.COL_QUERY_ID: ["q", "q", "r"], C.COL_PRODUCT_ID: ["b", "a", "z"]})
+    condensed = R.condense(run, judgments)
+    assert condensed[C.COL_PRODUCT_ID].tolist() == ["a", "b"] and condensed["score"].tolist() == [4.0, 2.0]
+    qrels = pd.DataFrame({C.COL_QUERY_ID: ["q"], C.COL_PRODUCT_ID: ["b"], "gain": [2.0]})
+    # the unjudged "x" above "b" costs NDCG@10 on the full list, not on the condensed one
+    assert R.evaluate_run(qrels, condensed).loc["q", "ndcg@10"] > R.evaluate_run(qrels, run).loc["q", "ndcg@10"]

@@ -10,13 +10,7 @@ from ecomrec.models.loop import lr_factor, train_until_valid
 from ecomrec.models.reranker import choose_rerank, interpolate, mine_hard_negatives, train_reranker
 from ecomrec.models.selection import BUDGET, PATIENCE
 from ecomrec.models.two_tower import in_batch_false_negatives, subcatalogue_scorer, train_two_tower
-from fixture_files import tiny_sentence_model
-
-TITLES = ["cordless drill kit", "claw hammer", "white wall paint", "garden hose 50 ft", "kitchen faucet chrome",
-          "round toilet seat", "led light bulb", "wood screws box"]
-TRAIN = [("drill", 0), ("power drill", 0), ("hammer", 1), ("paint", 2), ("wall paint", 2), ("hose", 3),
-         ("faucet", 4), ("toilet seat", 5), ("bulb", 6), ("screws", 7), ("led bulb", 6), ("claw hammer", 1)]
-VALID = [("cordless drill", 0), ("garden hose", 3), ("kitchen faucet", 4), ("light bulb", 6)]
+from fixture_files import TINY_TITLES as TITLES, TINY_TRAIN as TRAIN, TINY_VALID as VALID, tiny_sentence_model
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
