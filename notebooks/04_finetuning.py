@@ -23,6 +23,7 @@ REPORT_DIR = "reports"
 DEVICE = "auto"
 DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
 BATCH_SIZE = 32
+BF16 = False  # bfloat16 autocast for the main bi-encoder and the cross-encoder (scripts/bf16_probe.py measures it)
 HARD_NEGATIVES = "dense-hard"  # which of 02's triplet sets adds explicit negatives
 RERANK_DEPTH = 100  # every first stage returns its top 100 (Recall@100)
 MINE_DEPTH = 30  # the cross-encoder's hard negatives come from the first stage's top 30 for each training query
@@ -277,7 +278,7 @@ main_fit = two_tower.train_two_tower(
     main_model, main_queries, titles, train_pairs[C.COL_QUERY].map(query_row).to_numpy(),
     train_pairs[C.COL_PRODUCT_ID].map(row_of).to_numpy(), valid_score, batch_size=BATCH_SIZE, learning_rate=5e-5,
     eval_every=profile.two_tower_eval_every, patience=profile.two_tower_patience, max_epochs=profile.two_tower_max_epochs,
-    seed=SEED, progress=True)
+    bf16=BF16, seed=SEED, progress=True)
 catalogues[MAIN] = encode_catalogue(main_model, MAIN)
 for split in ("valid", "test"):
     evaluate(MAIN, split, dense_run(main_model, catalogues[MAIN], split))
@@ -423,7 +424,7 @@ def valid_rerank_ndcg(model) -> float:
 cross = CrossEncoder(str(minilm_path()), num_labels=1, max_length=64, device=device)
 cross_fit = train_reranker(cross, cross_queries, cross_titles, cross_labels, valid_rerank_ndcg, batch_size=BATCH_SIZE,
                            learning_rate=5e-5, eval_every=profile.cross_eval_every, patience=profile.cross_patience,
-                           max_epochs=profile.cross_max_epochs, seed=SEED, progress=True)
+                           max_epochs=profile.cross_max_epochs, bf16=BF16, seed=SEED, progress=True)
 with atomic_path(out_dir / "cross_encoder") as folder:  # atomic: 07 never loads half a model
     cross.save(str(folder))
 ended_by["cross-encoder"] = (f"{cross_fit.stopped} ({profile.cross_max_epochs:g} passes)" if cross_fit.stopped != PATIENCE

@@ -25,8 +25,9 @@ from ecomrec.progress import progress as progress_bar
 
 @dataclass
 class LoopFit:
-    """The learning curve (step, pairs seen, seconds, mean training loss since the last evaluation, valid
-    score), the best evaluation, why training stopped ("converged (patience)" or "budget") and throughput."""
+    """The learning curve (step, pairs seen, seconds since the start, seconds this evaluation took, mean training
+    loss since the last evaluation, valid score), the best evaluation, why training stopped ("converged
+    (patience)" or "budget") and throughput (pairs per second of the whole run, evaluations included)."""
 
     history: pd.DataFrame
     best_step: int
@@ -34,6 +35,11 @@ class LoopFit:
     stopped: str
     seconds: float
     pairs_per_second: float
+
+    @property
+    def training_seconds(self) -> float:
+        """Wall time spent training, evaluations excluded."""
+        return float(self.seconds - self.history["eval_seconds"].sum())
 
     @property
     def pairs_at_best(self) -> int:
@@ -75,9 +81,11 @@ def train_until_valid(parts: dict[str, torch.nn.Module], optimiser: torch.optim.
 
     def evaluate() -> bool:
         mode(False)
+        began = time.perf_counter()
         with torch.no_grad():
             score = float(score_valid())
         rows.append({"step": step, "pairs": seen, "seconds": time.perf_counter() - start,
+                     "eval_seconds": time.perf_counter() - began,
                      "loss": float(np.mean(losses)) if losses else np.nan, "valid": score})
         losses.clear()
         mode(True)

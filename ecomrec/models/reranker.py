@@ -47,9 +47,10 @@ def mine_hard_negatives(run: pd.DataFrame, judged: pd.DataFrame, positive_score:
 def train_reranker(cross, queries: Sequence[str], titles: Sequence[str], labels: Sequence[float],
                    score_valid: Callable[[object], float], *, batch_size: int = 32, learning_rate: float = 5e-5,
                    eval_every: int = 200, patience: int = 3, max_epochs: float = 1.0, max_seconds: float | None = None,
-                   seed: int = C.SEED, progress: bool = False) -> LoopFit:
+                   bf16: bool = False, seed: int = C.SEED, progress: bool = False) -> LoopFit:
     """Fine-tune a CrossEncoder (one output) on (queries[i], titles[i], labels[i] ∈ [0, 1]) with binary
-    cross-entropy on its logit; `score_valid(cross)` every `eval_every` steps, the best weights restored."""
+    cross-entropy on its logit; `score_valid(cross)` every `eval_every` steps, the best weights restored.
+    `bf16`: the transformer's forward under bfloat16 autocast (the loss stays float32)."""
     labels = np.asarray(labels, dtype=np.float32)
     if not len(queries) == len(titles) == len(labels):
         raise ValueError(f"{len(queries)} queries, {len(titles)} titles, {len(labels)} labels")
@@ -59,7 +60,9 @@ def train_reranker(cross, queries: Sequence[str], titles: Sequence[str], labels:
     def batch_loss(rows: np.ndarray) -> torch.Tensor:
         inputs = cross.preprocess([(queries[i], titles[i]) for i in rows])
         inputs = {k: v.to(cross.device) if hasattr(v, "to") else v for k, v in inputs.items()}
-        logits = cross(inputs)["scores"].view(-1)
+        with torch.autocast(cross.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = cross(inputs)["scores"].view(-1)
+        logits = logits.float()
         return nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels[rows]).to(logits.device))
 
     optimiser = torch.optim.AdamW([p for p in cross.parameters() if p.requires_grad], lr=learning_rate)

@@ -40,6 +40,7 @@ def test_loop_restores_the_best_evaluation_and_says_why_it_stopped():
                                lambda: -float(((net(x).squeeze(-1) - y) ** 2).mean()),
                                batch_size=8, eval_every=2, patience=50, max_epochs=1)
     assert budget.stopped == BUDGET and budget.history["pairs"].iloc[-1] == 32
+    assert 0 < budget.training_seconds < budget.seconds
     with pytest.raises(ValueError, match="fewer than one batch"):
         train_until_valid({"net": net}, torch.optim.SGD(net.parameters(), lr=0.1), 4, None, None,
                           batch_size=8, eval_every=1, patience=1, max_epochs=1)
@@ -112,6 +113,9 @@ def test_reranker_learns_to_order_a_tiny_set(tmp_path):
     fit = train_reranker(cross, queries, titles, labels, margin, batch_size=6, learning_rate=2e-3, eval_every=4,
                          patience=4, max_epochs=10)
     assert fit.best_valid > fit.history["valid"].iloc[0] and margin(cross) == pytest.approx(fit.best_valid, abs=1e-4)
+    bf16 = train_reranker(cross, queries, titles, labels, margin, batch_size=6, eval_every=2, patience=2, max_epochs=0.5,
+                          bf16=True)  # autocast on the forward only: the loss and the weights stay float32
+    assert np.isfinite(bf16.history["loss"].dropna()).all() and next(cross.parameters()).dtype == torch.float32
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         train_reranker(cross, ["a"], ["b"], [2.0], margin)
 
