@@ -279,7 +279,9 @@ main_fit = two_tower.train_two_tower(
     train_pairs[C.COL_PRODUCT_ID].map(row_of).to_numpy(), valid_score, batch_size=BATCH_SIZE, learning_rate=5e-5,
     eval_every=profile.two_tower_eval_every, patience=profile.two_tower_patience, max_epochs=profile.two_tower_max_epochs,
     bf16=BF16, seed=SEED, progress=True)
-catalogues[MAIN] = encode_catalogue(main_model, MAIN)
+
+# %%
+catalogues[MAIN] = encode_catalogue(main_model, MAIN)  # only the kept checkpoint crosses the whole catalogue
 for split in ("valid", "test"):
     evaluate(MAIN, split, dense_run(main_model, catalogues[MAIN], split))
 ended_by = {name: f"budget ({profile.biencoder_steps} steps)" for name in fits} | {
@@ -531,6 +533,8 @@ test_reranked = R.rerank(scorer, query_of, title_of, test_first, depth=int(max(s
                          batch_size=16, cache=scored)
 rerank_seconds = time.perf_counter() - start
 reporting.record("search/test/cross_encoder/rerank_pairs_per_second", len(test_reranked) / rerank_seconds)
+
+# %%
 first_scores = per_query[(first_stage, "test")]["ndcg@10"]
 rerank_rows = [{"system": f"first stage: {first_stage}", "depth": "—", "weight": "—", "valid (sample)": first_valid,
                 "test NDCG@10": first_scores.mean()}]
