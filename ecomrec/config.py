@@ -49,14 +49,15 @@ class Profile:
     mlm_head_steps: int = 10  # steps fitting MiniLM's new MLM head on a frozen encoder (03)
     mlm_adapt_steps: int = 20  # steps of domain-adaptive MLM of all MiniLM weights (03)
     biencoder_steps: int = 12  # steps per bi-encoder fine-tuning run (04); the same in every row
-    two_tower_eval_every: int = 7  # steps (batch 32) between valid evaluations of 04's main bi-encoder
+    two_tower_eval_every: int = 5  # steps (batch 32) between valid evaluations of 04's main bi-encoder
     two_tower_patience: int = 3  # valid evaluations without a better NDCG@10 before it stops (04)
-    two_tower_max_epochs: float = 1.0  # its budget in passes over the real training pairs (04)
-    valid_distractors: int = 500  # products beside the valid-judged ones in the valid sub-catalogue it is selected on (04)
+    two_tower_max_epochs: float = 0.5  # its budget in passes over the real training pairs (04)
+    valid_distractors: int = 300  # products beside the valid-judged ones in the valid sub-catalogue it is selected on (04)
     cross_eval_every: int = 5  # cross-encoder steps (batch 32) between valid re-ranking evaluations (04)
     cross_patience: int = 3  # valid evaluations without a better re-ranking NDCG@10 before it stops (04)
     cross_max_epochs: float = 0.15  # its budget in passes over its training examples (04)
     rerank_valid_queries: int = 30  # valid queries the cross-encoder, its depth and weight are selected on (04)
+    rerank_depths: tuple[int, ...] = (10, 20)  # re-rank depths to choose from on valid (04)
     rerank_queries: int = 20  # test queries whose top-100 the cross-encoder re-ranks in 05's hybrid search and 07
     calibration_judgments: int = 500  # valid judgments that calibrate cross-encoder scores to grades (04)
     behaviour_queries: int = 250  # test queries sampled for the behavioural checks (04)
@@ -86,7 +87,7 @@ PROFILES: dict[str, Profile] = {
                     rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
                     mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
                     biencoder_steps=40, two_tower_eval_every=300, two_tower_max_epochs=1.5, valid_distractors=4_000,
-                    cross_eval_every=150, cross_max_epochs=0.4, rerank_valid_queries=300, rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
+                    cross_eval_every=150, cross_max_epochs=0.4, rerank_valid_queries=300, rerank_depths=(10, 20, 50), rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
                     sasrec_patience=5, sasrec_trials=8, rec_trials=30,
                     latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
                     llm_products=5_000, llm_office_items=None),

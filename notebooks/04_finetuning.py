@@ -30,8 +30,7 @@ MINE_DEPTH = 30  # the cross-encoder's hard negatives come from the first stage'
 MINE_MARGIN = 0.05  # ... minus those within this cosine of the query's best relevant product
 HARD_PER_QUERY, RANDOM_PER_QUERY = 4, 2  # hard and uniform negatives per training query
 VALID_RERANK_DEPTH = 20  # depth of the valid re-ranking the cross-encoder is selected on
-RERANK_DEPTHS = (10, 20, 50)  # re-rank depths and interpolation weights to choose from on valid
-RERANK_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+RERANK_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # interpolation weights to choose from on valid (depths: the profile's)
 LORA_RANK = 8
 
 # %%
@@ -518,14 +517,14 @@ plt.show()
 
 # %% [markdown]
 # **Depth and interpolation, chosen on valid.** The trained cross-encoder (now on ONNX Runtime) re-scores the
-# first stage's top 50 for the valid sample once; every depth $d$ and weight $w$ of the grid below is then a
-# cheap re-sort. Two settings go to test: the cross-encoder **alone** ($w = 1$, best depth on valid) and the best
+# first stage's list down to the deepest depth of the profile's grid (50 in the full profile) for the valid
+# sample once; every depth $d$ and weight $w$ of the grid below is then a cheap re-sort. Two settings go to test: the cross-encoder **alone** ($w = 1$, best depth on valid) and the best
 # **interpolation** (best $(d, w)$ on valid, $w = 0$ being the first stage itself).
 
 # %%
 scored = {}  # (query id, product id) → cross-encoder score: no pair is scored twice
-valid_reranked = R.rerank(scorer, query_of, title_of, valid_first, depth=max(RERANK_DEPTHS), batch_size=16, cache=scored)
-grid = choose_rerank(valid_first, valid_reranked, rerank_qrels, RERANK_DEPTHS, RERANK_WEIGHTS)
+valid_reranked = R.rerank(scorer, query_of, title_of, valid_first, depth=max(profile.rerank_depths), batch_size=16, cache=scored)
+grid = choose_rerank(valid_first, valid_reranked, rerank_qrels, profile.rerank_depths, RERANK_WEIGHTS)
 settings = {"cross-encoder alone": grid[grid["weight"] == 1.0].iloc[0], "interpolated": grid.iloc[0]}
 test_first = runs[first_stage]
 start = time.perf_counter()

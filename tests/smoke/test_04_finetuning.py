@@ -27,7 +27,7 @@ def test_every_row_has_metrics_with_intervals(metrics):
 
 
 def test_held_out_loss_falls_for_every_bi_encoder(metrics):
-    for row in (r for r in ROWS if "MNRL" in r):
+    for row in (r for r in ROWS if "MNRL" in r and "early-stopped" not in r):  # the main row: selected on valid NDCG
         assert metrics[f"search/valid/{row}/mnrl_loss_after"] < metrics[f"search/valid/{row}/mnrl_loss_before"], row
 
 
@@ -44,7 +44,7 @@ def test_reranking_is_measured_against_its_first_stage(metrics):
         key = f"search/test/reranked_{setting}"
         low, delta, high = (metrics[f"{key}/ndcg@10_delta_vs_first_stage{s}"] for s in ("_ci_low", "", "_ci_high"))
         assert math.isfinite(delta) and low <= delta <= high, setting
-        assert metrics[f"{key}/depth"] in (10, 20, 50) and 0 <= metrics[f"{key}/weight"] <= 1
+        assert metrics[f"{key}/depth"] in PROFILES["smoke"].rerank_depths and 0 <= metrics[f"{key}/weight"] <= 1
     assert metrics["search/train/cross_encoder_hard_negatives/rows"] > 0
     assert metrics["search/train/cross_encoder/evaluations"] >= 2
 
