@@ -23,7 +23,7 @@ REPORT_DIR = "reports"
 DEVICE = "auto"
 DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
 BATCH_SIZE = 32
-BF16 = False  # bfloat16 autocast for the main bi-encoder and the cross-encoder (scripts/bf16_probe.py measures it)
+BF16 = "auto"  # bfloat16 autocast for the main bi-encoder and the cross-encoder: "auto" = where the hardware has native bf16 (scripts/bf16_probe.py)
 HARD_NEGATIVES = "dense-hard"  # which of 02's triplet sets adds explicit negatives
 RERANK_DEPTH = 100  # every first stage returns its top 100 (Recall@100)
 MINE_DEPTH = 30  # the cross-encoder's hard negatives come from the first stage's top 30 for each training query
@@ -49,6 +49,7 @@ from ecomrec import config as C
 from ecomrec import reporting
 from ecomrec.notebook import begin, finish
 from ecomrec.augment.attributes import BrandLexicon, parse_attributes
+from ecomrec.augment.generators import native_bf16
 from ecomrec.data.pairs import RELEVANT, judged_pairs
 from ecomrec.metrics import bootstrap_ci, paired_bootstrap, verdict
 from ecomrec.models import behaviour
@@ -56,6 +57,7 @@ from ecomrec.models import retrieval as R
 from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.models.encoders import load_minilm, minilm_path, sentence_encoder
 from ecomrec.models import two_tower
+from ecomrec.models.pipeline import FUSION_WEIGHTS, SearchPipeline, choose_fusion, fuse
 from ecomrec.models.reranker import choose_rerank, interpolate, mine_hard_negatives, train_reranker
 from ecomrec.models.selection import PATIENCE
 from ecomrec.models.search import BM25Index, DenseIndex, encode
@@ -65,6 +67,8 @@ from ecomrec.storage import atomic_path, save_array
 profile, device, root, out_dir, frames, notebook_start = begin(
     "04_finetuning", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "finetune",
     needs=("02_augmentation", "03_pretraining"), deterministic=DETERMINISTIC)
+bf16 = native_bf16(device) if BF16 == "auto" else bool(BF16)
+print(f"bfloat16 autocast for the main bi-encoder and the cross-encoder: {'on' if bf16 else 'off'} (BF16 = {BF16!r})")
 
 # %% [markdown]
 # ## 1. Protocol
@@ -107,8 +111,7 @@ runs, per_query = {}, {}
 def evaluate(name: str, split: str, run: pd.DataFrame) -> pd.DataFrame:
     scores = R.evaluate_run(qrels[split], run)
     per_query[(name, split)] = scores
-    if split == "test":
-        runs[name] = run
+    runs[(name, split)] = run
     return scores
 
 
@@ -277,14 +280,13 @@ main_fit = two_tower.train_two_tower(
     main_model, main_queries, titles, train_pairs[C.COL_QUERY].map(query_row).to_numpy(),
     train_pairs[C.COL_PRODUCT_ID].map(row_of).to_numpy(), valid_score, batch_size=BATCH_SIZE, learning_rate=5e-5,
     eval_every=profile.two_tower_eval_every, patience=profile.two_tower_patience, max_epochs=profile.two_tower_max_epochs,
-    bf16=BF16, seed=SEED, progress=True)
+    bf16=bf16, seed=SEED, progress=True)
 
 # %%
 catalogues[MAIN] = encode_catalogue(main_model, MAIN)  # only the kept checkpoint crosses the whole catalogue
 for split in ("valid", "test"):
     evaluate(MAIN, split, dense_run(main_model, catalogues[MAIN], split))
-ended_by = {name: f"budget ({profile.biencoder_steps} steps)" for name in fits} | {
-    MAIN: f"{main_fit.stopped} ({profile.two_tower_max_epochs:g} passes)" if main_fit.stopped != PATIENCE else main_fit.stopped}
+ended_by = {name: f"budget ({profile.biencoder_steps} steps)" for name in fits} | {MAIN: main_fit.ended_by}
 if per_query[(MAIN, "valid")]["ndcg@10"].mean() > per_query[(best[0], "valid")]["ndcg@10"].mean():
     best = (MAIN, main_model)
 key = reporting.metric_key(MAIN)
@@ -397,8 +399,7 @@ hard_negatives = mine_hard_negatives(R.run_frame(train_query_ids, found, scores)
                                      margin=MINE_MARGIN, per_query=HARD_PER_QUERY, seed=SEED)
 random_negatives = pd.DataFrame({C.COL_QUERY_ID: np.repeat(train_query_ids, RANDOM_PER_QUERY),
                                  C.COL_PRODUCT_ID: ids[rng.integers(0, len(ids), size=len(train_query_ids) * RANDOM_PER_QUERY)]})
-judged_keys = pd.MultiIndex.from_frame(judgments[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]])
-random_negatives = random_negatives[~pd.MultiIndex.from_frame(random_negatives).isin(judged_keys)]
+random_negatives = random_negatives[~R.is_judged(random_negatives, judgments)]
 negatives = pd.concat([hard_negatives, random_negatives], ignore_index=True)
 cross_queries = judgments["query"].tolist() + negatives[C.COL_QUERY_ID].map(query_text).tolist()
 cross_titles = judgments["title"].tolist() + negatives[C.COL_PRODUCT_ID].map(title_of).tolist()
@@ -411,7 +412,7 @@ print(f"first stage (best valid NDCG@10): {first_stage}; {share_relevant:.1%} of
 
 # %%
 rerank_valid = rng.choice(eval_queries["valid"], size=min(profile.rerank_valid_queries, len(eval_queries["valid"])), replace=False)
-valid_first = dense_run(first_model, catalogues[first_stage], "valid")
+valid_first = runs[(first_stage, "valid")]
 valid_first = valid_first[valid_first[C.COL_QUERY_ID].isin(rerank_valid)]
 rerank_qrels = qrels["valid"][qrels["valid"][C.COL_QUERY_ID].isin(rerank_valid)]
 query_of = query_text.to_dict()
@@ -425,11 +426,10 @@ def valid_rerank_ndcg(model) -> float:
 cross = CrossEncoder(str(minilm_path()), num_labels=1, max_length=64, device=device)
 cross_fit = train_reranker(cross, cross_queries, cross_titles, cross_labels, valid_rerank_ndcg, batch_size=BATCH_SIZE,
                            learning_rate=5e-5, eval_every=profile.cross_eval_every, patience=profile.cross_patience,
-                           max_epochs=profile.cross_max_epochs, bf16=BF16, seed=SEED, progress=True)
+                           max_epochs=profile.cross_max_epochs, bf16=bf16, seed=SEED, progress=True)
 with atomic_path(out_dir / "cross_encoder") as folder:  # atomic: 07 never loads half a model
     cross.save(str(folder))
-ended_by["cross-encoder"] = (f"{cross_fit.stopped} ({profile.cross_max_epochs:g} passes)" if cross_fit.stopped != PATIENCE
-                             else cross_fit.stopped)
+ended_by["cross-encoder"] = cross_fit.ended_by
 first_valid = float(R.evaluate_run(rerank_qrels, valid_first)["ndcg@10"].mean())
 for stat, value in {"seconds": cross_fit.seconds, "samples_per_second": cross_fit.pairs_per_second,
                     "pairs_at_best": cross_fit.pairs_at_best, "evaluations": len(cross_fit.history),
@@ -526,7 +526,7 @@ scored = {}  # (query id, product id) → cross-encoder score: no pair is scored
 valid_reranked = R.rerank(scorer, query_of, title_of, valid_first, depth=max(profile.rerank_depths), batch_size=16, cache=scored)
 grid = choose_rerank(valid_first, valid_reranked, rerank_qrels, profile.rerank_depths, RERANK_WEIGHTS)
 settings = {"cross-encoder alone": grid[grid["weight"] == 1.0].iloc[0], "interpolated": grid.iloc[0]}
-test_first = runs[first_stage]
+test_first = runs[(first_stage, "test")]
 start = time.perf_counter()
 test_reranked = R.rerank(scorer, query_of, title_of, test_first, depth=int(max(s["depth"] for s in settings.values())),
                          batch_size=16, cache=scored)
@@ -574,6 +574,58 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ### 5b. The pipeline: BM25 and the dense model fused, then re-ranked
+#
+# BM25 and a dense model miss different queries (exact model numbers and sizes against paraphrases), so their
+# fusion is a stronger first stage than either (`ecomrec.models.pipeline`): $s = w\,\tilde s_{\text{dense}} + (1-w)\,\tilde s_{\text{BM25}}$,
+# min-max scaled per query over the union of both top 100s, with $w$ chosen on **every** valid query. The
+# cross-encoder then re-ranks the fused list, its depth and interpolation weight chosen on the same valid sample
+# as above (pairs already scored are not scored again). Its settings are saved beside the models
+# (`search_pipeline.json`): `05`'s hybrid search runs this pipeline.
+
+# %%
+FUSED, PIPELINE = "BM25 + dense (fused)", "BM25 + dense → cross-encoder"
+fusion_choice = choose_fusion(runs[("BM25", "valid")], runs[(first_stage, "valid")], qrels["valid"], FUSION_WEIGHTS)
+for split in ("valid", "test"):
+    evaluate(FUSED, split, fuse(runs[("BM25", split)], runs[(first_stage, split)], float(fusion_choice["dense_weight"].iloc[0])))
+valid_fused = runs[(FUSED, "valid")][runs[(FUSED, "valid")][C.COL_QUERY_ID].isin(rerank_valid)]
+valid_fused_reranked = R.rerank(scorer, query_of, title_of, valid_fused, depth=max(profile.rerank_depths), batch_size=16, cache=scored)
+pipeline_grid = choose_rerank(valid_fused, valid_fused_reranked, rerank_qrels, profile.rerank_depths, RERANK_WEIGHTS)
+pipeline = SearchPipeline(float(fusion_choice["dense_weight"].iloc[0]), int(pipeline_grid["depth"].iloc[0]),
+                          float(pipeline_grid["weight"].iloc[0]))
+pipeline.save(out_dir / "search_pipeline.json")
+test_fused = runs[(FUSED, "test")]
+evaluate(PIPELINE, "test", pipeline.rerank(test_fused, R.rerank(scorer, query_of, title_of, test_fused, depth=pipeline.depth,
+                                                                batch_size=16, cache=scored)))
+valid_fused_first = float(R.evaluate_run(rerank_qrels, valid_fused)["ndcg@10"].mean())
+for stat, value in {"dense_weight": pipeline.dense_weight, "depth": pipeline.depth, "rerank_weight": pipeline.rerank_weight}.items():
+    reporting.record(f"search/valid/pipeline/{stat}", value)
+reporting.record("search/valid_rerank_sample/fused/ndcg@10", valid_fused_first)
+reporting.record("search/valid_rerank_sample/pipeline/ndcg@10", float(pipeline_grid["ndcg@10"].iloc[0]))
+print(f"fusion: dense weight {pipeline.dense_weight:.1f} (valid NDCG@10 {fusion_choice['ndcg@10'].iloc[0]:.3f}; dense alone "
+      f"{per_query[(first_stage, 'valid')]['ndcg@10'].mean():.3f}, BM25 alone {per_query[('BM25', 'valid')]['ndcg@10'].mean():.3f}); "
+      f"re-rank: top {pipeline.depth}, cross-encoder weight {pipeline.rerank_weight:.2f} (valid sample {valid_fused_first:.3f} → "
+      f"{pipeline_grid['ndcg@10'].iloc[0]:.3f}); test NDCG@10: fused {per_query[(FUSED, 'test')]['ndcg@10'].mean():.3f}, "
+      f"pipeline {per_query[(PIPELINE, 'test')]['ndcg@10'].mean():.3f} on all {len(eval_queries['test']):,} test queries")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.2))
+curve = fusion_choice.sort_values("dense_weight")
+axes[0].plot(curve["dense_weight"], curve["ndcg@10"], marker=".")
+axes[0].axvline(pipeline.dense_weight, color="gray", linestyle="--", label=f"chosen: w = {pipeline.dense_weight:.1f}")
+axes[0].set(xlabel="dense weight w (0 = BM25 alone, 1 = dense alone)", ylabel="valid NDCG@10 (all valid queries)",
+            title="Fusing BM25 and the dense model")
+axes[0].legend(fontsize=8)
+for depth, part in pipeline_grid.groupby("depth"):
+    part = part.sort_values("weight")
+    axes[1].plot(part["weight"], part["ndcg@10"], marker=".", label=f"top {depth}")
+axes[1].axhline(valid_fused_first, color="gray", linestyle="--", label="fused, not re-ranked")
+axes[1].set(xlabel="weight of the cross-encoder", ylabel="valid NDCG@10 (sample)", title="Re-ranking the fused list")
+axes[1].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## 6. One table
 #
 # Every row on the same test queries and the full catalogue, with 95 % bootstrap intervals; Δ is the
@@ -608,16 +660,16 @@ for (name, split), scores in per_query.items():
         row["Δ NDCG@10 vs zero-shot"] = f"{diff['diff']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
         reporting.record(f"search/test/{key}/ndcg@10_delta_vs_zero_shot", diff["diff"])
         reporting.record(f"search/test/{key}/ndcg@10_delta_vs_zero_shot_p", diff["p_value"])
-    condensed = R.evaluate_run(qrels["test"], R.condense(runs[name], test_judged))["ndcg@10"].mean()
+    condensed = R.evaluate_run(qrels["test"], R.condense(runs[(name, "test")], test_judged))["ndcg@10"].mean()
     row["NDCG@10 judged-only"] = condensed
     reporting.record(f"search/test/{key}/ndcg@10_condensed", condensed)
-    row["valid NDCG@10"] = per_query[(name, "valid")]["ndcg@10"].mean()
+    row["valid NDCG@10"] = per_query[(name, "valid")]["ndcg@10"].mean() if (name, "valid") in per_query else np.nan
     row["training ended by"] = ended_by.get(name, "—")
     rows.append(row)
 table = pd.DataFrame(rows).set_index("system").sort_values("ndcg@10")
 selected = best[0]  # chosen on valid, not on test
 reporting.record("search/test/selected_on_valid/ndcg@10", float(table.loc[selected, "ndcg@10"]))
-table.style.format({m: "{:.3f}" for m in [*R.SEARCH_METRICS, "NDCG@10 judged-only", "valid NDCG@10"]})
+table.style.format({m: "{:.3f}" for m in [*R.SEARCH_METRICS, "NDCG@10 judged-only", "valid NDCG@10"]}, na_rep="—")
 
 # %%
 fig, ax = plt.subplots(figsize=(9, 0.45 * len(table) + 1))
@@ -630,8 +682,12 @@ plt.show()
 
 # %%
 def delta(name: str, against: str = "MiniLM + MNRL") -> str:
+    """The paired difference in test NDCG@10, recorded and said."""
     d = paired_bootstrap(per_query[(against, "test")]["ndcg@10"].to_numpy(),
                          per_query[(name, "test")].loc[per_query[(against, "test")].index, "ndcg@10"].to_numpy(), seed=SEED)
+    key = f"search/test/{reporting.metric_key(name)}/ndcg@10_delta_vs_{reporting.metric_key(against)}"
+    for suffix, value in (("", d["diff"]), ("_ci_low", d["low"]), ("_ci_high", d["high"])):
+        reporting.record(key + suffix, value)
     return f"{name}: {d['diff']:+.3f} NDCG@10 [{d['low']:+.3f}, {d['high']:+.3f}] against {against} — {verdict(d['low'], d['high'])}"
 
 
@@ -643,7 +699,12 @@ print(delta("MiniLM + MNRL", against="MiniLM zero-shot"))
 gap = {name: table.loc[name, "NDCG@10 judged-only"] - table.loc[name, "ndcg@10"] for name in ("BM25", MAIN)}
 print(f"Judged-only minus full-catalogue NDCG@10: BM25 {gap['BM25']:+.3f}, {MAIN} {gap[MAIN]:+.3f} — "
       f"{'the dense model gains more from condensing (it surfaces more unjudged products)' if gap[MAIN] > gap['BM25'] else 'BM25 gains at least as much from condensing'}.")
-print(delta(MAIN, against="BM25") + f" (ratio {table.loc[MAIN, 'ndcg@10'] / table.loc['BM25', 'ndcg@10']:.2f}× BM25)")
+for name in (MAIN, PIPELINE):
+    ratio = table.loc[name, "ndcg@10"] / table.loc["BM25", "ndcg@10"]
+    reporting.record(f"search/test/{reporting.metric_key(name)}/ndcg@10_ratio_vs_BM25", ratio)
+    print(delta(name, against="BM25") + f" (ratio {ratio:.2f}× BM25)")
+print(delta(FUSED, against=first_stage))
+print(delta(PIPELINE, against=FUSED))
 for label in settings:
     row = rerank_table.loc[f"→ {label}"]
     print(f"{first_stage} → {label} (top {row['depth']}, weight {row['weight']}): test NDCG@10 {row['test NDCG@10']:.3f}, "

@@ -489,15 +489,17 @@ for user in np.random.default_rng(SEED).choice(users, size=3, replace=False):
 # %% [markdown]
 # ## 10. Hybrid search (Home Depot test split)
 #
-# The search counterpart: BM25 and `04`'s selected bi-encoder, fused by reciprocal ranks and by a
-# weight tuned on **valid**, $s = w\,\tilde s_{\text{dense}} + (1-w)\,\tilde s_{\text{BM25}}$ (min-max per query over
-# the union of both top-100s), then `04`'s cross-encoder re-ranks the fused top 100 of a seeded sample of
-# test queries. Same metrics and protocol as `04`.
+# The search counterpart: BM25 and `04`'s selected bi-encoder, fused by reciprocal ranks (no tuning) and by
+# `04`'s **search pipeline** (`ecomrec.models.pipeline`, chosen on valid there): $s = w\,\tilde s_{\text{dense}} + (1-w)\,\tilde s_{\text{BM25}}$
+# (min-max per query over the union of both top-100s), then `04`'s cross-encoder re-scores the fused top $d$ and is
+# interpolated with the fused score. Re-ranking runs here on a seeded sample of test queries (PyTorch, as `07`
+# serves it); `04` measures the same pipeline on every test query. Same metrics and protocol as `04`.
 
 # %%
 from sentence_transformers import CrossEncoder, SentenceTransformer
 
 from ecomrec.models import retrieval as R
+from ecomrec.models.pipeline import SearchPipeline
 from ecomrec.models.search import BM25Index, DenseIndex
 
 products = frames["homedepot/products"]
@@ -519,24 +521,18 @@ for split in ("valid", "test"):
     search_runs[split] = {"BM25": bm25_run, "fine-tuned bi-encoder": dense_run}
 
 # %%
-fuse = R.fuse_runs  # RRF without weights, weighted min-max fusion with them
-weights_grid = np.linspace(0, 1, 11)
-valid_scores = [R.evaluate_run(search_qrels["valid"], fuse(search_runs["valid"], {"fine-tuned bi-encoder": w, "BM25": 1 - w}))["ndcg@10"].mean()
-                for w in weights_grid]
-w_best = float(weights_grid[int(np.argmax(valid_scores))])
-reporting.record("hybrid_search/valid/weighted_fusion/dense_weight", w_best)
+pipeline = SearchPipeline.load(finetune / "search_pipeline.json")  # fusion weight, depth, interpolation: 04's, chosen on valid
+reporting.record("hybrid_search/valid/weighted_fusion/dense_weight", pipeline.dense_weight)
+best_fused = f"weighted fusion (w_dense = {pipeline.dense_weight:.1f})"
 test_runs = dict(search_runs["test"])
-test_runs["RRF (BM25 + bi-encoder)"] = fuse(search_runs["test"])
-test_runs[f"weighted fusion (w_dense = {w_best:.1f})"] = fuse(search_runs["test"], {"fine-tuned bi-encoder": w_best, "BM25": 1 - w_best})
+test_runs["RRF (BM25 + bi-encoder)"] = R.fuse_runs(search_runs["test"])
+test_runs[best_fused] = pipeline.first_stage(search_runs["test"]["BM25"], search_runs["test"]["fine-tuned bi-encoder"])
 search_per_query = {name: R.evaluate_run(search_qrels["test"], run) for name, run in test_runs.items()}
 cross = CrossEncoder(str(finetune / "cross_encoder"), device=device)
 sample = np.random.default_rng(SEED).choice(search_qrels["test"][C.COL_QUERY_ID].unique(),
                                             size=min(profile.rerank_queries, search_qrels["test"][C.COL_QUERY_ID].nunique()), replace=False)
-rrf_valid = R.evaluate_run(search_qrels["valid"], fuse(search_runs["valid"]))["ndcg@10"].mean()
-weighted_name = f"weighted fusion (w_dense = {w_best:.1f})"
-best_fused = "RRF (BM25 + bi-encoder)" if rrf_valid > max(valid_scores) else weighted_name  # chosen on valid
 sample_run = test_runs[best_fused][test_runs[best_fused][C.COL_QUERY_ID].isin(sample)]
-reranked = R.rerank(cross, query_text.to_dict(), dict(zip(pids, ptitles)), sample_run, depth=100)
+reranked = pipeline.rerank(sample_run, R.rerank(cross, query_text.to_dict(), dict(zip(pids, ptitles)), sample_run, depth=pipeline.depth))
 sample_qrels = search_qrels["test"][search_qrels["test"][C.COL_QUERY_ID].isin(sample)]
 
 # %%
@@ -548,7 +544,8 @@ for name, per_q in search_per_query.items():
         row[metric], row[f"{metric} CI"] = mean, f"[{low:.3f}, {high:.3f}]"
         reporting.record(f"hybrid_search/test/{reporting.metric_key(name.split(' (')[0])}/{metric}", mean)
     rows.append(row)
-for name, run in ((f"{best_fused} — rerank sample, before", sample_run), (f"{best_fused} → cross-encoder (sample)", reranked)):
+for name, run in ((f"{best_fused} — rerank sample, before", sample_run),
+                  (f"{best_fused} → cross-encoder, top {pipeline.depth}, weight {pipeline.rerank_weight:.2f} (sample)", reranked)):
     per_q = R.evaluate_run(sample_qrels, run)
     row = {"system": name, "queries": len(per_q)}
     for metric in R.SEARCH_METRICS:
@@ -556,7 +553,7 @@ for name, run in ((f"{best_fused} — rerank sample, before", sample_run), (f"{b
         row[metric], row[f"{metric} CI"] = mean, f"[{low:.3f}, {high:.3f}]"
     reporting.record(f"hybrid_search/test_rerank_sample/{'reranked' if 'cross' in name else 'fused'}/ndcg@10", row["ndcg@10"])
     rows.append(row)
-print(f"dense weight chosen on valid: {w_best:.1f}; re-ranked: {best_fused}")
+print(f"04's pipeline: dense weight {pipeline.dense_weight:.1f}, re-rank top {pipeline.depth} at cross-encoder weight {pipeline.rerank_weight:.2f}")
 pd.DataFrame(rows).set_index("system").style.format({m: "{:.3f}" for m in R.SEARCH_METRICS})
 
 # %% [markdown]

@@ -376,16 +376,21 @@ AttentionInterface.register(GQA_DECODE, gqa_decode_attention)
 AttentionMaskInterface.register(GQA_DECODE, sdpa_mask)
 
 
-def generation_dtype(device: str) -> torch.dtype:
-    """The precision to generate in on `device`: bfloat16 where the hardware multiplies in it natively (a CUDA
-    GPU with bf16, a CPU with AVX512-BF16 or AMX — oneDNN then runs bf16 matrix products about twice as fast
-    as fp32), else float32 (elsewhere bf16 is emulated and slower than fp32)."""
+def native_bf16(device: str) -> bool:
+    """Whether `device` multiplies in bfloat16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX
+    (oneDNN then runs bf16 matrix products about twice as fast as fp32). Elsewhere bf16 is emulated and slower
+    than fp32."""
     if str(device).startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return bool(torch.cuda.is_bf16_supported())
     if str(device) != "cpu":
-        return torch.float32
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return torch.bfloat16 if native else torch.float32
+        return False
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def generation_dtype(device: str) -> torch.dtype:
+    """The precision to generate in on `device`: bfloat16 where the hardware multiplies in it natively
+    (`native_bf16`), else float32."""
+    return torch.bfloat16 if native_bf16(device) else torch.float32
 
 
 def for_generation(model, dtype: torch.dtype):

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from ecomrec import config as C
-from ecomrec.models.selection import EarlyStopping
+from ecomrec.models.selection import PATIENCE, EarlyStopping
 from ecomrec.progress import progress as progress_bar
 
 
@@ -35,6 +35,12 @@ class LoopFit:
     stopped: str
     seconds: float
     pairs_per_second: float
+    max_epochs: float = 0.0  # the budget, in passes over the examples
+
+    @property
+    def ended_by(self) -> str:
+        """What ended training, for a table: "converged (patience)" or "budget (N passes)"."""
+        return self.stopped if self.stopped == PATIENCE else f"{self.stopped} ({self.max_epochs:g} passes)"
 
     @property
     def training_seconds(self) -> float:
@@ -118,4 +124,4 @@ def train_until_valid(parts: dict[str, torch.nn.Module], optimiser: torch.optim.
     stop.restore(parts)
     mode(False)
     return LoopFit(pd.DataFrame(rows), int(stop.best_step), float(stop.best), stop.stopped, seconds,
-                   seen / seconds if seconds > 0 else 0.0)
+                   seen / seconds if seconds > 0 else 0.0, max_epochs)

@@ -23,6 +23,7 @@ from torch import nn
 
 from ecomrec import config as C
 from ecomrec.models.loop import LoopFit, train_until_valid
+from ecomrec.models.retrieval import evaluate_run, fuse_runs, is_judged, top_k
 
 
 def mine_hard_negatives(run: pd.DataFrame, judged: pd.DataFrame, positive_score: pd.Series, margin: float,
@@ -35,8 +36,7 @@ def mine_hard_negatives(run: pd.DataFrame, judged: pd.DataFrame, positive_score:
     """
     if margin < 0 or per_query < 1:
         raise ValueError(f"margin must be >= 0 and per_query >= 1, got {margin} and {per_query}")
-    keys = pd.MultiIndex.from_frame(judged[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]])
-    candidates = run[~pd.MultiIndex.from_frame(run[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]]).isin(keys)]
+    candidates = run[~is_judged(run, judged)]
     ceiling = candidates[C.COL_QUERY_ID].map(positive_score) - margin
     candidates = candidates[candidates["score"] < ceiling]
     rng = np.random.default_rng(seed)
@@ -76,12 +76,9 @@ def interpolate(first: pd.DataFrame, reranked: pd.DataFrame, weight: float, dept
     """The top `depth` of a first-stage run re-scored as (1 − w)·minmax(first) + w·minmax(cross) per query
     (w = 1: the cross-encoder alone; w = 0: the first stage). `reranked` holds cross-encoder scores for at least
     those pairs."""
-    from ecomrec.models.retrieval import fuse_runs
-
     if not 0 <= weight <= 1:
         raise ValueError(f"weight must lie in [0, 1], got {weight}")
-    top = (first.sort_values([C.COL_QUERY_ID, "score", C.COL_PRODUCT_ID], ascending=[True, False, True], kind="mergesort")
-           .groupby(C.COL_QUERY_ID, sort=False).head(depth))
+    top = top_k(first, depth)
     cross = top[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]].merge(reranked, on=[C.COL_QUERY_ID, C.COL_PRODUCT_ID], how="left")
     if cross["score"].isna().any():
         raise ValueError("the re-ranked run lacks cross-encoder scores for some of the top-depth pairs")
@@ -91,8 +88,6 @@ def interpolate(first: pd.DataFrame, reranked: pd.DataFrame, weight: float, dept
 def choose_rerank(first: pd.DataFrame, reranked: pd.DataFrame, qrels: pd.DataFrame, depths: Sequence[int],
                   weights: Sequence[float]) -> pd.DataFrame:
     """Valid NDCG@10 of every (depth, weight): the grid a re-ranking setting is chosen from, best first."""
-    from ecomrec.models.retrieval import evaluate_run
-
     rows = [{"depth": d, "weight": w, "ndcg@10": float(evaluate_run(qrels, interpolate(first, reranked, w, d))["ndcg@10"].mean())}
             for d in depths for w in weights]
     return pd.DataFrame(rows).sort_values(["ndcg@10", "depth"], ascending=[False, True], kind="mergesort").reset_index(drop=True)

@@ -54,13 +54,24 @@ def evaluate_run(qrels: pd.DataFrame, run: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(C.COL_QUERY_ID)
 
 
+def is_judged(pairs: pd.DataFrame, judgments: pd.DataFrame) -> np.ndarray:
+    """Per row of `pairs` (query_id, product_id, ...): whether `judgments` holds that (query, product) pair."""
+    keys = pd.MultiIndex.from_frame(judgments[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]])
+    return pd.MultiIndex.from_frame(pairs[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]]).isin(keys)
+
+
+def top_k(run: pd.DataFrame, depth: int) -> pd.DataFrame:
+    """Each query's `depth` best-scored rows of a run (ties: lower product id first), best first."""
+    return (run.sort_values([C.COL_QUERY_ID, "score", C.COL_PRODUCT_ID], ascending=[True, False, True], kind="mergesort")
+            .groupby(C.COL_QUERY_ID, sort=False).head(depth).reset_index(drop=True))
+
+
 def condense(run: pd.DataFrame, judgments: pd.DataFrame) -> pd.DataFrame:
     """A run's condensed list (Sakai 2007): only the products judged for its query, in the run's order.
 
     With unjudged products counted as irrelevant, a system that finds relevant but never-judged products is
     penalised; scoring the judged products alone removes that bias (at the price of an easier task)."""
-    judged = pd.MultiIndex.from_frame(judgments[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]])
-    return run[pd.MultiIndex.from_frame(run[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]]).isin(judged)].reset_index(drop=True)
+    return run[is_judged(run, judgments)].reset_index(drop=True)
 
 
 def dense_scorer(ids: Sequence, query_ids: Sequence, query_texts: Sequence[str], qrels: pd.DataFrame, k: int = 10):
@@ -245,8 +256,7 @@ def rerank(cross_encoder, queries: dict, titles: dict, run: pd.DataFrame, depth:
     `cache` maps (query id, product id) to a score already computed (e.g. for another first stage over the
     same queries); only the pairs missing from it are scored, and it is updated in place.
     """
-    top = (run.sort_values([C.COL_QUERY_ID, "score", C.COL_PRODUCT_ID], ascending=[True, False, True], kind="mergesort")
-           .groupby(C.COL_QUERY_ID, sort=False).head(depth).reset_index(drop=True))
+    top = top_k(run, depth)
     cache = {} if cache is None else cache
     keys = list(zip(top[C.COL_QUERY_ID], top[C.COL_PRODUCT_ID]))
     missing = list(dict.fromkeys(key for key in keys if key not in cache))

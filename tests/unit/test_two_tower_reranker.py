@@ -40,6 +40,7 @@ def test_loop_restores_the_best_evaluation_and_says_why_it_stopped():
                                lambda: -float(((net(x).squeeze(-1) - y) ** 2).mean()),
                                batch_size=8, eval_every=2, patience=50, max_epochs=1)
     assert budget.stopped == BUDGET and budget.history["pairs"].iloc[-1] == 32
+    assert budget.ended_by == f"{BUDGET} (1 passes)" and fit.ended_by == PATIENCE
     assert 0 < budget.training_seconds < budget.seconds
     with pytest.raises(ValueError, match="fewer than one batch"):
         train_until_valid({"net": net}, torch.optim.SGD(net.parameters(), lr=0.1), 4, None, None,
