@@ -123,8 +123,8 @@ def dense_run(encoder, catalogue: np.ndarray, split: str, k: int = RERANK_DEPTH)
 
 bm25 = BM25Index(ids, titles)
 for split in ("valid", "test"):
-    found, scores = bm25.search(query_text.loc[eval_queries[split]].tolist(), k=RERANK_DEPTH)
-    evaluate("BM25", split, R.run_frame(eval_queries[split], found, np.where(scores > 0, scores, -1.0)))
+    found, scores = bm25.search_matched(query_text.loc[eval_queries[split]].tolist(), k=RERANK_DEPTH)
+    evaluate("BM25", split, R.run_frame(eval_queries[split], found, scores))
 minilm = load_minilm(device)
 zero_shot_catalogue = np.load(root / "augment" / "minilm_homedepot_products.npy")
 assert len(zero_shot_catalogue) == len(ids), "02's catalogue embeddings do not match this catalogue: rerun 02"

@@ -523,8 +523,8 @@ for name, frame in expansions.items():
     doc2query[f"title + {name} queries"] = expand_documents(ids, titles, frame)
 bm25_runs = {}
 for name, docs in doc2query.items():
-    found, scores = BM25Index(ids, docs).search(query_text.loc[test_ids].tolist(), k=100)
-    bm25_runs[name] = R.evaluate_run(qrels, R.run_frame(test_ids, found, np.where(scores > 0, scores, -1.0)))
+    found, scores = BM25Index(ids, docs).search_matched(query_text.loc[test_ids].tolist(), k=100)
+    bm25_runs[name] = R.evaluate_run(qrels, R.run_frame(test_ids, found, scores))
 bm25_table = pd.concat({"all test queries": table_against(bm25_runs, "title only", prefix="llm/test_bm25"),
                         "cold queries": table_against(bm25_runs, "title only", slice_ids=cold_ids, prefix="llm/test_cold_bm25")})
 bm25_table

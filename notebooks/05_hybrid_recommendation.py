@@ -514,8 +514,7 @@ for split in ("valid", "test"):
     search_qrels[split] = R.search_qrels(frames, split)
     qids = search_qrels[split][C.COL_QUERY_ID].unique()
     texts = query_text.loc[qids].tolist()
-    found, scores = bm25.search(texts, k=100)
-    bm25_run = R.run_frame(qids, found, np.where(scores > 0, scores, -1.0))
+    bm25_run = R.run_frame(qids, *bm25.search_matched(texts, k=100))
     found, scores = dense_index.search(encode(bi, texts), k=100)
     dense_run = R.run_frame(qids, found, scores)
     search_runs[split] = {"BM25": bm25_run, "fine-tuned bi-encoder": dense_run}

@@ -70,8 +70,7 @@ ids, titles = products[C.COL_PRODUCT_ID].to_numpy(), products[C.COL_TITLE].tolis
 query_text = frames["homedepot/queries"].set_index(C.COL_QUERY_ID)[C.COL_QUERY]
 qrels = R.search_qrels(frames, "test")
 test_ids = qrels[C.COL_QUERY_ID].unique()
-found, scores = BM25Index(ids, titles).search(query_text.loc[test_ids].tolist(), k=100)
-bm25_run = R.run_frame(test_ids, found, np.where(scores > 0, scores, -1.0))
+bm25_run = R.run_frame(test_ids, *BM25Index(ids, titles).search_matched(query_text.loc[test_ids].tolist(), k=100))
 # ranx takes integer grades. Home Depot grades are averages of three raters, stored rounded (2.33 for 7/3),
 # so both implementations get the integer gains 3 × (grade − 1); NDCG is scale-free and the other metrics
 # only ask gain > 0, so the scaling changes nothing but the rounding

@@ -36,8 +36,22 @@ class BM25Index:
         """
         k = min(k, len(self.ids))
         tokens = self._bm25s.tokenize(list(queries), stopwords="en", show_progress=False)
-        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=0)
-        return self.ids[docs], scores
+        found = np.tile(self.ids[:k], (len(tokens.ids), 1))
+        scores = np.zeros((len(tokens.ids), k), dtype=np.float32)
+        # a query with no word BM25 keeps ("1/2 in." is digits and a stop word) scores 0 everywhere; bm25s
+        # refuses such a query, so only the others are sent
+        worded = [i for i, ids in enumerate(tokens.ids) if len(ids)]
+        if worded:
+            docs, found_scores = self.retriever.retrieve(type(tokens)(ids=[tokens.ids[i] for i in worded], vocab=tokens.vocab),
+                                                         k=k, show_progress=False, n_threads=0)
+            found[worded], scores[worded] = self.ids[docs], found_scores
+        return found, scores
+
+    def search_matched(self, queries: Sequence[str], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """`search`, with the products that share no word with the query scored −1, below every match: a run
+        to evaluate or fuse (min-max scaling then puts them at 0, where a list's absent products are)."""
+        found, scores = self.search(queries, k=k)
+        return found, np.where(scores > 0, scores, -1.0)
 
 
 class DenseIndex:

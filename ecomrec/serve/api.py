@@ -1,11 +1,17 @@
 """The served API: product search, recommendations and similar items over the project's artifacts.
 
-    GET /search?q=cordless+drill&k=10     Home Depot products (bi-encoder query embedding → HNSW index)
+    GET /search?q=cordless+drill&k=10     Home Depot products: `04`'s search pipeline's first stage, BM25 and the
+                                          bi-encoder (query embedding → HNSW index) fused with the weight chosen
+                                          on valid (`mode=hybrid`, the default when both are loaded), or the
+                                          bi-encoder alone (`mode=dense`)
     POST /search  {"q": "...", "k": 10}   the same with a JSON body (a non-string `q` is a 422)
     GET /recommend?user_id=A2...&k=10     Amazon Office items (ItemKNN over all interactions)
     GET /similar?item_id=B00...&k=10      Amazon Office items nearest in content (MiniLM item embeddings)
     GET /health                           {"status": "ok"}; what is loaded, too, when the server runs with
                                           ECOMREC_HEALTH_DETAILS=1 (process internals stay private otherwise)
+
+The pipeline's second stage, the cross-encoder, is not served: `07` measures what it costs per query against
+the latency goal, and leaves putting it behind `/search` as an exercise.
 
 Everything is loaded once, when the app is created. Bad input is the client's error (422: empty,
 whitespace-only, over-long or control-character queries, k out of range; 404: unknown ids; 400: bytes that
@@ -42,7 +48,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -55,6 +61,7 @@ MAX_ID_CHARS = 64
 MAX_K = 100
 KEEPALIVE_REQUESTS = 20  # requests a keep-alive connection carries before the server closes it
 ENCODERS = ("onnx-int8", "onnx", "torch")
+FUSION_DEPTH = 100  # each first stage's list that hybrid search fuses: the depth `04` chose the fusion weight at
 # uvloop's event loop and httptools' HTTP parser (C) instead of asyncio's loop and h11 (pure Python): less
 # server CPU per request. `make serve` and `make bench` both serve through `server_command`.
 SERVER_OPTIONS = ("--loop", "uvloop", "--http", "httptools")
@@ -95,23 +102,43 @@ class Service:
     item_titles: np.ndarray
     item_embeddings: np.ndarray  # L2-normalised rows aligned with item_ids
     info: dict = field(default_factory=dict)
+    bm25: Any = None  # .search_matched(queries, k) → (ids, scores), an ecomrec.models.search.BM25Index
+    pipeline: Any = None  # an ecomrec.models.pipeline.SearchPipeline: the fusion weight of hybrid search
 
     def __post_init__(self):
+        if (self.bm25 is None) != (self.pipeline is None):
+            raise ValueError("hybrid search needs both a BM25 index and a search pipeline (or neither)")
         self._title = dict(zip(self.product_ids.tolist(), self.product_titles.tolist()))
         self._item_row = pd.Series(np.arange(len(self.item_ids)), index=self.item_ids)
         if len(self.item_embeddings) != len(self.item_ids):
             raise ValueError(f"{len(self.item_embeddings)} item embeddings for {len(self.item_ids)} items")
 
-    def search(self, q: str, k: int = 10) -> list[dict]:
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The search modes this service answers, its default first."""
+        return ("hybrid", "dense") if self.pipeline is not None else ("dense",)
+
+    def search(self, q: str, k: int = 10, mode: str | None = None) -> list[dict]:
+        """The top `k` products for `q`; `mode` "hybrid" or "dense" (None: the service's default, `modes[0]`)."""
+        from ecomrec.models.pipeline import fuse_lists
+
         query = clean_query(q)
+        mode = self.modes[0] if mode is None else mode
+        if mode not in self.modes:
+            raise ValueError(f"search mode {mode!r} is not served here; modes: {', '.join(self.modes)}")
+        depth = max(k, min(FUSION_DEPTH, len(self.product_ids))) if mode == "hybrid" else k
         try:
-            found, scores = self.index.search(self.encoder.encode([query]), k=k)
+            found, scores = self.index.search(self.encoder.encode([query]), k=depth)
         except RuntimeError as error:  # HNSWIndex: the graph walk found fewer than k products
             raise IndexFailure(str(error)) from error
-        if (found[0] == -1).any() or len(found[0]) < min(k, len(self.product_ids)):
-            raise IndexFailure(f"the index returned {int((found[0] != -1).sum())} of {k} results")
+        found, scores = found[0], scores[0]
+        if (found == -1).any() or len(found) < min(depth, len(self.product_ids)):
+            raise IndexFailure(f"the index returned {int((found != -1).sum())} of {depth} results")
+        if mode == "hybrid":
+            lexical, lexical_scores = self.bm25.search_matched([query], k=depth)
+            found, scores = fuse_lists(lexical[0], lexical_scores[0], found, scores, self.pipeline.dense_weight)
         return [{"product_id": _plain(p), "title": self._title[p], "score": float(s)}
-                for p, s in zip(found[0].tolist(), scores[0].tolist())]
+                for p, s in zip(found[:k].tolist(), scores[:k].tolist())]
 
     def recommend(self, user_id: str, k: int = 10) -> list[dict]:
         items, scores = self.recommender.recommend_one(user_id, k=k)  # KeyError for an unknown user_id
@@ -131,9 +158,12 @@ class Service:
     @classmethod
     def from_artifacts(cls, artifact_dir: str | Path = "artifacts", profile: str = "full",
                        encoder: str = "onnx-int8") -> "Service":
-        """Load the selected bi-encoder (04) as `encoder` (07 writes the ONNX files and the HNSW index),
-        the Home Depot catalogue, ItemKNN on every Office interaction and 02's item embeddings."""
+        """Load the selected bi-encoder (04) as `encoder` (07 writes the ONNX files and the HNSW index), BM25 over
+        the Home Depot catalogue and 04's search pipeline, ItemKNN on every Office interaction and 02's item
+        embeddings."""
         from ecomrec.data.prepare import load_prepared
+        from ecomrec.models.pipeline import SearchPipeline
+        from ecomrec.models.search import BM25Index
         from ecomrec.recommend.models import ItemKNN
         from ecomrec.serve.index import HNSWIndex
 
@@ -147,6 +177,7 @@ class Service:
         needed = {"torch": finetune / "biencoder_best", "onnx": deploy / "query_encoder" / "model.onnx",
                   "onnx-int8": deploy / "query_encoder_int8" / "model.onnx"}[encoder]
         for path, step in ((needed, "04_finetuning" if encoder == "torch" else "07_deployment"),
+                           (finetune / "search_pipeline.json", "04_finetuning"),
                            (deploy / "catalogue.hnsw", "07_deployment"),
                            (root / "augment" / "minilm_office_items.npy", "02_augmentation")):
             if not path.exists():
@@ -167,7 +198,10 @@ class Service:
                       index=index, recommender=recommender, item_ids=items[C.COL_ITEM].to_numpy(),
                       item_titles=items[C.COL_TITLE].to_numpy(),
                       item_embeddings=np.load(root / "augment" / "minilm_office_items.npy"),
+                      bm25=BM25Index(products[C.COL_PRODUCT_ID].to_numpy(), products[C.COL_TITLE].tolist()),
+                      pipeline=SearchPipeline.load(finetune / "search_pipeline.json"),
                       info={"profile": profile, "encoder": encoder})
+        service.info["search"] = f"hybrid (dense weight {service.pipeline.dense_weight:g}) or dense"
         service.info["load_seconds"] = round(time.perf_counter() - start, 2)
         return service
 
@@ -192,13 +226,16 @@ def create_app(service: Service, keepalive_requests: int = KEEPALIVE_REQUESTS, h
     K = Annotated[int, Query(ge=1, le=MAX_K)]
     Id = Annotated[str, Query(min_length=1, max_length=MAX_ID_CHARS)]
 
+    Mode = Literal["hybrid", "dense"]
+
     class SearchRequest(BaseModel):
         q: StrictStr = Field(min_length=1, max_length=MAX_QUERY_CHARS)
         k: int = Field(default=10, ge=1, le=MAX_K)
+        mode: Mode | None = None
 
-    def run_search(q: str, k: int) -> dict:
+    def run_search(q: str, k: int, mode: str | None) -> dict:
         try:
-            return {"query": q, "results": service.search(q, k)}
+            return {"query": q, "mode": mode or service.modes[0], "results": service.search(q, k, mode)}
         except ValueError as error:
             raise HTTPException(status_code=422, detail=str(error)) from None
         except IndexFailure as error:
@@ -213,12 +250,12 @@ def create_app(service: Service, keepalive_requests: int = KEEPALIVE_REQUESTS, h
                 "users": len(service.recommender.user_index), **service.info}
 
     @app.get("/search")
-    async def search(q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)], k: K = 10) -> dict:
-        return run_search(q, k)
+    async def search(q: Annotated[str, Query(max_length=MAX_QUERY_CHARS)], k: K = 10, mode: Mode | None = None) -> dict:
+        return run_search(q, k, mode)
 
     @app.post("/search")
     async def search_post(request: SearchRequest) -> dict:
-        return run_search(request.q, request.k)
+        return run_search(request.q, request.k, request.mode)
 
     @app.get("/recommend")
     async def recommend(user_id: Id, k: K = 10) -> dict:

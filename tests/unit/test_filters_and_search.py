@@ -25,6 +25,14 @@ def test_bm25_finds_word_overlap(bm25):
     assert ids[0, 0] == 3 and ids[1, 0] == 2 and (scores[:, 0] > 0).all()
 
 
+def test_bm25_scores_a_query_without_words_zero_and_matched_scores_rank_it_last(bm25):
+    ids, scores = bm25.search(["1/2 in.", "garden hose", "the"], k=2)  # digits and stop words only: no BM25 word
+    assert ids[1, 0] == 3 and scores[1, 0] > 0 and (scores[[0, 2]] == 0).all() and ids.shape == (3, 2)
+    assert (bm25.search(["1/2 in."], k=4)[1] == 0).all()
+    _, matched = bm25.search_matched(["garden hose", "1/2 in."], k=2)
+    assert matched[0, 0] > 0 and matched[0, 1] == -1.0 and (matched[1] == -1.0).all()
+
+
 def test_dense_index_exact_top_k():
     emb = np.eye(4, dtype=np.float32)
     index = DenseIndex(["a", "b", "c", "d"], emb)

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from ecomrec.models.pipeline import FUSION_WEIGHTS, SearchPipeline, choose_fusion, fuse
+from ecomrec.models.pipeline import FUSION_WEIGHTS, SearchPipeline, choose_fusion, fuse, fuse_lists
 from ecomrec.models.retrieval import condense, is_judged, top_k
 
 
@@ -54,3 +54,20 @@ def test_judged_pairs_top_k_and_condensed_lists():
     both = pd.concat([run({"x": 1.0, "y": 3.0, "z": 2.0}, "q"), run({"u": 5.0, "v": 5.0}, "r")])
     top = top_k(both, 2)
     assert top.groupby("query_id")["product_id"].agg(list).to_dict() == {"q": ["y", "z"], "r": ["u", "v"]}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_query_fusion_matches_the_frame_fusion(seed):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    bm25_ids, dense_ids = rng.choice(40, 15, replace=False), rng.choice(40, 15, replace=False)
+    bm25_scores = np.where(rng.random(15) < 0.3, -1.0, rng.random(15) * 10)
+    dense_scores = rng.random(15)
+    ids, scores = fuse_lists(bm25_ids, bm25_scores, dense_ids, dense_scores, 0.7)
+    frame = top_k(fuse(pd.DataFrame({"query_id": "q", "product_id": bm25_ids, "score": bm25_scores}),
+                       pd.DataFrame({"query_id": "q", "product_id": dense_ids, "score": dense_scores}), 0.7), 100)
+    assert ids.tolist() == frame["product_id"].tolist()
+    assert np.allclose(scores, frame["score"].to_numpy())
+    with pytest.raises(ValueError, match="ids for"):
+        fuse_lists(bm25_ids, bm25_scores[:3], dense_ids, dense_scores, 0.7)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from ecomrec import config as C
-from ecomrec.models.search import DenseIndex, encode
+from ecomrec.models.pipeline import SearchPipeline
+from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.recommend.models import ItemKNN
 from ecomrec.serve.api import MAX_QUERY_CHARS, Service, clean_query, create_app
 
@@ -27,7 +28,8 @@ def client(minilm):
     service = Service(product_ids=product_ids, product_titles=np.array(PRODUCTS), encoder=minilm,
                       index=DenseIndex(product_ids, encode(minilm, PRODUCTS)),
                       recommender=ItemKNN(ITEMS).fit(events), item_ids=np.array(ITEMS), item_titles=np.array(ITEMS),
-                      item_embeddings=encode(minilm, ITEMS))
+                      item_embeddings=encode(minilm, ITEMS), bm25=BM25Index(product_ids, PRODUCTS),
+                      pipeline=SearchPipeline(dense_weight=0.5, depth=10, rerank_weight=0.5))
     client = TestClient(create_app(service))
     client.app_service = service
     return client
@@ -47,6 +49,38 @@ def test_search_finds_the_product(client):
     results = response.json()["results"]
     assert len(results) == 3 and results[0]["product_id"] == 100 and results[0]["title"] == PRODUCTS[0]
     assert client.post("/search", json={"q": "toilet seat", "k": 1}).json()["results"][0]["product_id"] == 104
+
+
+def test_hybrid_search_is_the_default_and_fuses_bm25_with_the_dense_index(client):
+    service = client.app_service
+    hybrid = client.get("/search", params={"q": "claw hammer", "k": 6}).json()
+    dense = client.get("/search", params={"q": "claw hammer", "k": 6, "mode": "dense"}).json()
+    assert hybrid["mode"] == "hybrid" and dense["mode"] == "dense"
+    assert hybrid["results"][0]["product_id"] == dense["results"][0]["product_id"] == 105
+    # only the hammer shares a word with the query: BM25 puts every other product at 0, so the hybrid
+    # score of the hammer is 0.5 (BM25) + 0.5 (its dense score, scaled) = 1
+    assert hybrid["results"][0]["score"] == pytest.approx(1.0)
+    assert [r["score"] for r in hybrid["results"]] == sorted((r["score"] for r in hybrid["results"]), reverse=True)
+    assert client.post("/search", json={"q": "toilet seat", "k": 1, "mode": "dense"}).json()["results"][0]["product_id"] == 104
+    assert service.modes == ("hybrid", "dense")
+    assert client.get("/search", params={"q": "drill", "mode": "bm25"}).status_code == 422
+    with pytest.raises(ValueError, match="both"):
+        Service(product_ids=service.product_ids, product_titles=service.product_titles, encoder=service.encoder,
+                index=service.index, recommender=service.recommender, item_ids=service.item_ids,
+                item_titles=service.item_titles, item_embeddings=service.item_embeddings, bm25=service.bm25)
+
+
+def test_a_service_without_bm25_serves_dense_search_only(client):
+    from fastapi.testclient import TestClient
+
+    s = client.app_service
+    dense_only = Service(product_ids=s.product_ids, product_titles=s.product_titles, encoder=s.encoder, index=s.index,
+                         recommender=s.recommender, item_ids=s.item_ids, item_titles=s.item_titles,
+                         item_embeddings=s.item_embeddings)
+    dense_client = TestClient(create_app(dense_only))
+    assert dense_client.get("/search", params={"q": "drill"}).json()["mode"] == "dense"
+    refused = dense_client.get("/search", params={"q": "drill", "mode": "hybrid"})
+    assert refused.status_code == 422 and "not served here" in refused.json()["detail"]
 
 
 def test_recommend_and_similar(client):
