@@ -61,7 +61,7 @@ from ecomrec.models.pipeline import FUSION_WEIGHTS, SearchPipeline, choose_fusio
 from ecomrec.models.reranker import choose_rerank, interpolate, mine_hard_negatives, train_reranker
 from ecomrec.models.selection import PATIENCE
 from ecomrec.models.search import BM25Index, DenseIndex, encode
-from ecomrec.serve.export import ParallelOnnxCrossEncoder, encode_with_onnx
+from ecomrec.serve.export import ParallelOnnxCrossEncoder
 from ecomrec.storage import atomic_path, save_array
 
 profile, device, root, out_dir, frames, notebook_start = begin(
@@ -201,8 +201,7 @@ embedding_cache = EmbeddingCache(root / "embeddings")  # shared by 04, 04b and 0
 
 def encode_catalogue(model, name: str) -> np.ndarray:
     """Every title through ONNX Runtime (fp32), once per distinct model; raises if it departs from PyTorch."""
-    return embedding_cache.get(model, titles, "onnx-fp32", lambda: encode_with_onnx(
-        model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True))
+    return embedding_cache.onnx(model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True)
 
 
 # %%

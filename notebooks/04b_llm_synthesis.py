@@ -66,7 +66,6 @@ from ecomrec.notebook import begin, finish
 from ecomrec.recommend import models as M
 from ecomrec.recommend.evaluate import rank_metrics, target_ranks
 from ecomrec.models.embedding_cache import EmbeddingCache
-from ecomrec.serve.export import encode_with_onnx
 from ecomrec.storage import save_parquet
 
 # %%
@@ -439,8 +438,7 @@ for name, pairs in sources.items():
     fit = R.train_biencoder(model, data, out_dir / "checkpoints", max_steps=profile.biencoder_steps, batch_size=BATCH_SIZE,
                             seed=SEED, device=device, logging_steps=max(1, profile.biencoder_steps // 10))
     fit_seconds[name] = fit.seconds
-    catalogue = embedding_cache.get(model, titles, "onnx-fp32", lambda: encode_with_onnx(
-        model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True))
+    catalogue = embedding_cache.onnx(model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True)
     found, scores = DenseIndex(ids, catalogue).search(encode(model, query_text.loc[test_ids].tolist()), k=100)
     per_query[name] = R.evaluate_run(qrels, R.run_frame(test_ids, found, scores))
     print(f"{name}: trained in {fit.seconds:.0f} s, NDCG@10 {per_query[name]['ndcg@10'].mean():.4f}")

@@ -46,7 +46,6 @@ from ecomrec.models import retrieval as R
 from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.models.encoders import load_minilm, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
-from ecomrec.serve.export import encode_with_onnx
 from ecomrec.storage import write_text_atomic
 from ecomrec.summary import summary_markdown
 
@@ -144,8 +143,7 @@ for name, data in rows.items():
     fits[name] = R.train_biencoder(model, data, out_dir / "checkpoints", max_steps=profile.biencoder_steps,
                                    batch_size=BATCH_SIZE, learning_rate=5e-5, seed=SEED, device=device,
                                    logging_steps=max(1, profile.biencoder_steps // 10))
-    catalogue = embedding_cache.get(model, titles, "onnx-fp32",
-                                    lambda: encode_with_onnx(model, titles, out_dir / "onnx" / reporting.metric_key(name)))
+    catalogue = embedding_cache.onnx(model, titles, out_dir / "onnx" / reporting.metric_key(name))
     found, scores = DenseIndex(ids, catalogue).search(encode(model, query_text.loc[test_ids].tolist()), k=100)
     per_query[name] = R.evaluate_run(qrels, R.run_frame(test_ids, found, scores))
     print(f"{name}: {fits[name].seconds:.0f} s training, test NDCG@10 {per_query[name]['ndcg@10'].mean():.3f}")

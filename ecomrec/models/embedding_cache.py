@@ -68,6 +68,9 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+ONNX_FP32 = "onnx-fp32"  # the method of `EmbeddingCache.onnx`
+
+
 class EmbeddingCache:
     """A folder of `<key>.npy` files. `get(model, texts, method, compute)` returns the cached array when the
     key is there, else calls `compute()` once, checks its shape, stores it (atomically) and returns it.
@@ -103,6 +106,13 @@ class EmbeddingCache:
         save_array(path, embeddings)
         self.misses += 1
         return embeddings
+
+    def onnx(self, model, texts: Sequence[str], onnx_dir: str | Path, progress: bool = False) -> np.ndarray:
+        """`texts` embedded by a SentenceTransformer exported to ONNX Runtime (fp32, checked against PyTorch:
+        `ecomrec.serve.export.encode_with_onnx`, its export written to `onnx_dir`), through the cache."""
+        from ecomrec.serve.export import encode_with_onnx
+
+        return self.get(model, texts, ONNX_FP32, lambda: encode_with_onnx(model, texts, onnx_dir, progress=progress))
 
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.folder)!r}, hits={self.hits}, misses={self.misses})"

@@ -74,3 +74,20 @@ def test_bad_shapes_are_refused(tmp_path):
     np.save(cache.path(model, TEXTS, "torch"), np.zeros((5, 2)))  # an entry that does not fit these texts
     with pytest.raises(ValueError, match="delete the file"):
         cache.get(model, TEXTS, "torch", lambda: embed(model, TEXTS))
+
+
+def test_the_onnx_method_encodes_once_through_encode_with_onnx(tmp_path, monkeypatch):
+    from ecomrec.models import embedding_cache
+    from ecomrec.serve import export
+
+    cache, model, calls = EmbeddingCache(tmp_path / "cache"), tiny_model(), []
+
+    def fake_onnx(m, texts, folder, progress=False):
+        calls.append((folder, progress))
+        return embed(m, texts)
+
+    monkeypatch.setattr(export, "encode_with_onnx", fake_onnx)
+    first = cache.onnx(model, TEXTS, tmp_path / "onnx", progress=True)
+    np.testing.assert_array_equal(first, cache.onnx(model, TEXTS, tmp_path / "elsewhere"))
+    assert calls == [(tmp_path / "onnx", True)] and (cache.hits, cache.misses) == (1, 1)
+    assert cache.path(model, TEXTS, embedding_cache.ONNX_FP32).is_file()  # the same key as get(..., "onnx-fp32", ...)
