@@ -152,6 +152,17 @@ def coverage(requested: int | None, profile_default: int | None, device: str, av
     return min(profile_default, available)
 
 
+def coverage_sample(products: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """The `n` products an LLM writer covers: a seeded uniform sample of the whole catalogue `products`.
+
+    It takes nothing but the catalogue, so no split can steer it. (Choosing, say, the products no train query
+    was judged against would pick exactly the products valid and test queries were judged against, since the
+    catalogue is the set of judged products: synthetic text aimed at the test set's answers.)"""
+    if not 1 <= n <= len(products):
+        raise ValueError(f"cannot sample {n} of {len(products)} products")
+    return products.sample(n, random_state=seed)
+
+
 def few_shot_examples(train_pairs: pd.DataFrame, k: int, seed: int, query_col: str = "query",
                       title_col: str = "title", split_col: str | None = None) -> list[tuple[str, str]]:
     """k (title, query) examples drawn from the train split only. If `split_col` is given, every row must

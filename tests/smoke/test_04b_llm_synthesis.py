@@ -57,7 +57,14 @@ def test_equal_budget_rows_have_intervals_and_a_paired_delta(metrics):
 
 
 def test_scale_generation_doc2query_and_office_rows_are_recorded(metrics):
-    assert metrics["llm/all/SmolLM2_LoRA/products"] == min(PROFILES["smoke"].llm_products, metrics["llm/all/untrained/products"])
+    assert metrics["llm/all/SmolLM2_LoRA/products"] == min(PROFILES["smoke"].llm_products, metrics["llm/all/catalogue/products"])
+    # the covered products are a uniform sample: as many of them were judged by valid or test queries as in the
+    # catalogue, up to sampling (choosing "never judged in train" gave 100 % here: exactly the held-out products)
+    share, expected = metrics["llm/all/subset/share_judged_in_valid_or_test"], metrics["llm/all/catalogue/share_judged_in_valid_or_test"]
+    assert 0 < expected < 1 and abs(share - expected) <= 4 * (expected * (1 - expected) / metrics["llm/all/SmolLM2_LoRA/products"]) ** 0.5
+    for row in ("templates_filtered", "scratch_model_filtered"):  # the synthetic rows cover the same products
+        if f"llm/train/{row}/pool_products" in metrics:
+            assert metrics[f"llm/train/{row}/pool_products"] <= metrics["llm/all/SmolLM2_LoRA/products"]
     assert 0 <= metrics["llm/all/SmolLM2_LoRA/keep_rate"] <= 1
     assert metrics["llm/all/office_items"] == PROFILES["smoke"].llm_office_items
     for what in ("queries", "descriptions"):

@@ -58,6 +58,22 @@ def test_few_shot_examples_never_come_from_valid_or_test():
     assert examples == llm.few_shot_examples(_pool(["train"] * 10), k=4, seed=0, split_col="split")  # seeded
 
 
+def test_coverage_is_a_seeded_uniform_sample_of_the_whole_catalogue():
+    import numpy as np
+
+    catalogue = pd.DataFrame({"product_id": np.arange(10_000), "title": [f"product {i}" for i in range(10_000)]})
+    held_out = catalogue["product_id"] % 10 < 3  # say 30 % of products were judged by valid or test queries
+    sample = llm.coverage_sample(catalogue, 2_000, seed=1)
+    assert len(sample) == 2_000 and sample["product_id"].is_unique
+    assert sample.equals(llm.coverage_sample(catalogue, 2_000, seed=1))
+    assert not sample.equals(llm.coverage_sample(catalogue, 2_000, seed=2))
+    share = held_out.loc[sample.index].mean()  # uniform: the held-out share matches the catalogue's (SE ≈ 0.01)
+    assert abs(share - 0.3) < 0.04
+    for bad in (0, 10_001):
+        with pytest.raises(ValueError, match="cannot sample"):
+            llm.coverage_sample(catalogue, bad, seed=1)
+
+
 def test_few_shot_examples_need_enough_rows():
     with pytest.raises(ValueError, match="need 5"):
         llm.few_shot_examples(_pool(["train"] * 3), k=5, seed=0)
