@@ -412,12 +412,9 @@ office_generated.head(6)
 synthetic = pd.read_parquet(root / "augment" / "synthetic_queries_homedepot.parquet")
 synthetic = synthetic[synthetic["keep"]]
 same_products = synthetic[C.COL_PRODUCT_ID].isin(subset[C.COL_PRODUCT_ID])  # the products SmolLM2 wrote for
-pools = {
-    "real": train_pairs,
-    "templates (filtered)": synthetic[same_products & (synthetic["generator"] == "templates")],
-    "scratch model (filtered)": synthetic[same_products & (synthetic["generator"] == "scratch-sample")],
-    "SmolLM2 LoRA (filtered)": kept_lora,
-}
+on_subset = {name: synthetic[same_products & (synthetic["generator"] == generator)]
+             for name, generator in (("templates (filtered)", "templates"), ("scratch model (filtered)", "scratch-sample"))}
+pools = {"real": train_pairs, **on_subset, "SmolLM2 LoRA (filtered)": kept_lora}
 for name, pool in pools.items():
     reporting.record(f"llm/train/{reporting.metric_key(name)}/pool_pairs", len(pool))
     reporting.record(f"llm/train/{reporting.metric_key(name)}/pool_products", pool[C.COL_PRODUCT_ID].nunique())
@@ -527,8 +524,8 @@ cold_table
 
 # %%
 doc2query = {"title only": titles}
-expansions = {"title + templates queries": pools["templates (filtered)"],
-              "title + scratch model queries": synthetic[same_products & (synthetic["generator"] == "scratch-sample")],
+expansions = {"title + templates queries": on_subset["templates (filtered)"],
+              "title + scratch model queries": on_subset["scratch model (filtered)"],
               "title + SmolLM2 LoRA queries": kept_lora,
               "title + templates queries, whole catalogue": synthetic[synthetic["generator"] == "templates"]}
 for name, frame in expansions.items():
