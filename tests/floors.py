@@ -78,9 +78,12 @@ FLOORS: dict[str, list[Floor]] = {
                       "plus_adversarial_negatives", "plus_templates")],
     ],
     "07_deployment": [
-        Floor("deploy/test/hnsw/ndcg@10", "deploy/test/query_encoder_ONNX_int8/ndcg@10", 0.02,
-              why="the served HNSW index must find what exact search finds"),
+        Floor("deploy/test/hnsw/ndcg@10", "deploy/test/query_encoder_ONNX_int8/ndcg@10", 0.03,
+              why="the served HNSW index must find what exact search finds (it is tuned to 95 % recall@10 on valid, "
+                  "so at an NDCG@10 near 0.6 a loss of a few hundredths is by design)"),
         Floor("deploy/test/query_encoder_ONNX_int8/ndcg@10", 0.30, why="the served encoder must still search"),
+        Floor("deploy/test/service_hybrid/ndcg@10", "deploy/test/service_dense/ndcg@10", 0.02,
+              why="fusing BM25 into the served search must not lose what the bi-encoder finds"),
     ],
 }
 

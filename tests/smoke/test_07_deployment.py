@@ -60,3 +60,11 @@ def test_online_update_changes_recommendations(metrics):
 
 def test_quality_floors(metrics):  # a model that regressed to nothing fails here (tests/floors.py)
     assert failures("07_deployment", metrics) == []
+
+
+def test_the_served_search_is_scored_in_both_modes(metrics):
+    for mode in ("hybrid", "dense"):
+        assert 0 < metrics[f"deploy/test/service_{mode}/ndcg@10"] <= 1 and metrics[f"deploy/test/service_{mode}/ms_per_query"] > 0
+    key = "deploy/test/service_hybrid/ndcg@10_delta_vs_dense"
+    assert metrics[f"{key}_ci_low"] <= metrics[key] <= metrics[f"{key}_ci_high"]
+    assert metrics[key] == pytest.approx(metrics["deploy/test/service_hybrid/ndcg@10"] - metrics["deploy/test/service_dense/ndcg@10"], abs=1e-9)
