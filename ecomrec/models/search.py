@@ -19,8 +19,13 @@ class BM25Index:
     """
 
     def __init__(self, ids: Sequence, texts: Sequence[str], k1: float = 1.5, b: float = 0.75):
+        import logging
+
         import bm25s
 
+        # bm25s sets its own logger to DEBUG: under any root handler (a library's basicConfig) every index
+        # build would print a line on the page
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
         self.ids = np.asarray(ids)
