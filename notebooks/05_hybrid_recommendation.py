@@ -510,7 +510,7 @@ bi = SentenceTransformer(str(finetune / "biencoder_best"), device=device)
 dense_index = DenseIndex(pids, np.load(finetune / "biencoder_best_catalogue.npy"))
 bm25 = BM25Index(pids, ptitles)
 search_runs, search_qrels = {}, {}
-for split in ("valid", "test"):
+for split in ("test",):  # every choice (fusion weight, depth, interpolation) was made on valid in 04
     search_qrels[split] = R.search_qrels(frames, split)
     qids = search_qrels[split][C.COL_QUERY_ID].unique()
     texts = query_text.loc[qids].tolist()
