@@ -70,6 +70,8 @@ class Profile:
     llm_lora_steps: int = 6  # SmolLM2 LoRA query-writer steps of batch 16 (04b)
     llm_quality_products: int = 16  # test products whose generated queries are judged against real ones (04b)
     llm_products: int | None = 80  # Home Depot products the SmolLM2 LoRA writer covers on a CPU; None = all (04b)
+    curve_sizes: tuple[int | None, ...] = (0, 30, 100, None)  # real training queries N of the data-efficiency curve; None = all (06)
+    curve_seeds: int = 3  # seeds (subsets, synthetic samples, training order) of every curve point below N = all (06)
     llm_office_items: int | None = 24  # Office items given SmolLM2 queries and a description; None = all (04b)
 
 
@@ -90,7 +92,7 @@ PROFILES: dict[str, Profile] = {
                     cross_eval_every=150, cross_max_epochs=0.4, rerank_valid_queries=300, rerank_depths=(10, 20, 50), rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
                     sasrec_patience=5, sasrec_trials=8, rec_trials=30,
                     latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
-                    llm_products=5_000, llm_office_items=None),
+                    llm_products=5_000, llm_office_items=None, curve_sizes=(0, 100, 300, 1_000, 3_000, None)),
 }
 
 

@@ -1,8 +1,9 @@
 """The report's one-page answer, built from recorded metrics only.
 
 `summary_markdown(recorded, profile)` turns the metrics every notebook recorded
-(`reporting.load_metrics(<report>/metrics)`) into `summary.md`: search systems, the ablations of `06`,
-`04b`'s equal-budget rows and doc2query, the recommenders of `05`, the step to an online test, and serving.
+(`reporting.load_metrics(<report>/metrics)`) into `summary.md`: search systems, `06`'s data-efficiency curve and
+ablations, `04b`'s equal-budget rows and doc2query, the recommenders of `05`, the step to an online test, and
+serving.
 `headline_figures(recorded, folder)` draws the same figures as pictures for the index page. Nothing here
 reads a notebook's variables, so the summary of a run and of the published reference are made the same way,
 and a section whose notebook has not recorded its figures is left out rather than filled in.
@@ -79,6 +80,47 @@ def deploy_table(recorded: dict, names: dict[str, str] | None = None) -> list[tu
             rows.append((display_name(version, names), r07[f"{key}/batch1_p95_ms"], r07[f"{key}/ndcg@10"],
                          r07.get(f"{key}/ndcg@10_delta_vs_fp32", math.nan)))
     return rows
+
+
+CURVE_KEY = re.compile(r"^curve/test/(.+)_N_(\d+)/ndcg@10$")
+
+
+def curve_points(recorded: dict, names: dict[str, str] | None = None) -> dict[str, dict[int, tuple]]:
+    """`06`'s data-efficiency curve: {row: {N: (NDCG@10, Δ, Δ low, Δ high, upper bound)}}, "real only" first;
+    Δ (against real only at the same N) is NaN where none was recorded."""
+    r06 = recorded.get("06_evaluation", {})
+    rows: dict[str, dict[int, tuple]] = {}
+    for key, value in r06.items():
+        if match := CURVE_KEY.match(key):
+            segment, stem = f"{match.group(1)}_N_{match.group(2)}", key[: -len("/ndcg@10")]
+            name = names[segment].rsplit(" N=", 1)[0] if names and segment in names else display_name(match.group(1))
+            rows.setdefault(name, {})[int(match.group(2))] = (
+                value, r06.get(f"{stem}/ndcg@10_delta", math.nan), *_interval(r06, f"{stem}/ndcg@10_delta"),
+                bool(r06.get(f"{stem}/upper_bound", 0.0)))
+    return dict(sorted(rows.items(), key=lambda row: row[0] != "real only"))
+
+
+def _curve_section(recorded: dict, names: dict[str, str] | None = None) -> list[str]:
+    rows = curve_points(recorded, names)
+    if not rows:
+        return []
+    sizes = sorted({n for points in rows.values() for n in points})
+    lines = ["## The data-efficiency curve (06)", "",
+             "Test NDCG@10 against N real training queries (adapters on frozen MiniLM, every point trained to "
+             "convergence on valid); each synthetic row adds the same number of its pairs to the same N real ones, "
+             "Δ against real only at that N (paired 95% CI); * an upper bound (the writer saw more real queries than N).",
+             "", "| N | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
+    for n in sizes:
+        cells = []
+        for points in rows.values():
+            if n not in points:
+                cells.append("")
+                continue
+            value, diff, low, high, bound = points[n]
+            cells.append(f"{value:.3f}" + (f" ({diff:+.3f}, {verdict(low, high)}){'*' if bound else ''}"
+                                           if math.isfinite(diff) else ""))
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _search_section(recorded: dict, names: dict[str, str] | None = None) -> list[str]:
@@ -182,14 +224,14 @@ def _deploy_section(recorded: dict, names: dict[str, str] | None = None) -> list
 def summary_markdown(recorded: dict[str, dict[str, float]], profile: str, names: dict[str, str] | None = None) -> str:
     """`summary.md` for one run: every figure is a recorded value, every verdict `metrics.verdict`'s."""
     lines = [f"# ecomrec — summary ({profile} profile)", ""]
-    for section in (_search_section, _ablation_section, _llm_section, _rec_section, _online_section, _deploy_section):
+    for section in (_search_section, _curve_section, _ablation_section, _llm_section, _rec_section, _online_section, _deploy_section):
         lines += section(recorded, names)
     return "\n".join(lines).rstrip() + "\n"
 
 
 def headline_figures(recorded: dict[str, dict[str, float]], folder: str | Path,
                      names: dict[str, str] | None = None) -> list[Path]:
-    """Draw the report's headline figures (search, recommendation, serving) as SVG files in `folder`, one per
+    """Draw the report's headline figures (search, data-efficiency curve, recommendation, serving) as SVG files in `folder`, one per
     notebook that recorded them; return their paths."""
     from matplotlib.figure import Figure  # no pyplot: no backend switched, no figure left open in the caller
 
@@ -218,6 +260,20 @@ def headline_figures(recorded: dict[str, dict[str, float]], folder: str | Path,
         bars(rows, "Search (04): test NDCG@10, 95 % CI", "NDCG@10, graded", "search.svg", 3)
     if rows := rec_table(recorded, names):
         bars(rows, "Recommendation (05): test NDCG@10, 95 % CI", "NDCG@10, leave-one-out, full ranking", "recommendation.svg", 4)
+    if curve := curve_points(recorded, names):
+        fig = Figure(figsize=(7, 3.6))
+        ax = fig.subplots()
+        sizes = sorted({n for points in curve.values() for n in points})
+        for name, points in curve.items():
+            ns = sorted(points)
+            ax.plot([sizes.index(n) for n in ns], [points[n][0] for n in ns], marker="o", label=name)
+        ax.set_xticks(range(len(sizes)), [f"{n:,}" for n in sizes])
+        ax.set(title="Data efficiency (06): test NDCG@10 against real training queries", xlabel="real training queries N",
+               ylabel="test NDCG@10")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "curve.svg")
+        written.append(folder / "curve.svg")
     if rows := deploy_table(recorded, names):
         fig = Figure(figsize=(6, 3.4))
         ax = fig.subplots()

@@ -11,7 +11,7 @@ from ecomrec.reference import chapters
 from floors import failures
 
 pytestmark = pytest.mark.smoke
-AUGMENTATION = ("plus_templates", "plus_generator", "plus_generator_plus_filter")
+CURVE_SOURCES = ("SmolLM2_LoRA_04b", "templates_02", "scratch_model_02")
 NEGATIVES = ("plus_uniform_negatives", "plus_popularity_negatives", "plus_bm25-hard_negatives",
              "plus_dense-hard_negatives", "plus_adversarial_negatives")
 
@@ -25,23 +25,35 @@ def test_metrics_agree_with_ranx(metrics):
     assert metrics["eval/test/bm25_vs_ranx/max_abs_difference"] < 1e-9
 
 
-def test_every_ablation_row_has_a_paired_interval(metrics, smoke_dirs):
-    batch = metrics["eval/train/augmentation/batch_size"]
-    pools = {row: metrics[f"eval/train/{row}/pool_pairs"] for row in AUGMENTATION}
-    left_out = [row for row, size in pools.items() if size < batch]  # under one batch: left out, and said so
-    assert metrics["eval/train/augmentation/rows_left_out"] == len(left_out)
-    trained = [row for row in AUGMENTATION if row not in left_out]
-    if trained:  # S synthetic pairs in every trained augmentation row: at least one batch, at most any pool
-        assert batch <= metrics["eval/train/augmentation/synthetic_pairs_per_row"] <= min(pools[r] for r in trained)
-    summary = (smoke_dirs["reports"] / "smoke" / "summary.md").read_text()
-    for row in left_out:
-        assert not any(key.startswith(f"eval/test/{row}/") for key in metrics), row
-        label = row.replace("plus_", "+ ", 1).replace("_plus_", " + ")
-        assert f"- {label}: left out" in summary, label
-    for row in (*trained, *NEGATIVES):
+def test_every_negatives_row_has_a_paired_interval(metrics):
+    for row in NEGATIVES:
         low, diff, high = (metrics[f"eval/test/{row}/ndcg@10_delta{s}"] for s in ("_ci_low", "", "_ci_high"))
         assert low <= diff <= high, row
         assert 0 <= metrics[f"eval/test/{row}/ndcg@10"] <= 1
+
+
+def test_the_data_efficiency_curve(metrics):
+    """At least three N values, every synthetic row's paired interval ordered, pools under one batch left out
+    (and nothing recorded for them), templates never an upper bound, the real-only rows trained with every seed."""
+    sizes = sorted({int(m.group(1)) for key in metrics if (m := re.match(r"curve/test/real_only_N_(\d+)/ndcg@10$", key))})
+    assert metrics["curve/train/all/sizes"] == len(sizes) >= 3 and sizes[0] == 0
+    pools = {row: metrics[f"curve/train/{row}/pool_pairs"] for row in CURVE_SOURCES}
+    left_out = [row for row, size in pools.items() if size < 32]
+    assert metrics["curve/train/all/rows_left_out"] == len(left_out) < len(CURVE_SOURCES)
+    trained = [row for row in CURVE_SOURCES if row not in left_out]
+    assert 32 <= metrics["curve/train/all/synthetic_pairs_added"] <= min(pools[row] for row in trained)
+    for row in left_out:
+        assert not any(key.startswith(f"curve/test/{row}_N_") for key in metrics), row
+    for row in trained:
+        for n in sizes:
+            key = f"curve/test/{row}_N_{n}"
+            low, diff, high = (metrics[f"{key}/ndcg@10_delta{s}"] for s in ("_ci_low", "", "_ci_high"))
+            assert low <= diff <= high and -1 <= diff <= 1, key
+            assert metrics[f"{key}/ndcg@10_delta_seed_min"] <= metrics[f"{key}/ndcg@10_delta_seed_max"], key
+            assert metrics[f"{key}/upper_bound"] == (row != "templates_02" and n < sizes[-1]), key
+    for n in sizes[1:-1]:
+        assert metrics[f"curve/test/real_only_N_{n}/seeds"] == PROFILES["smoke"].curve_seeds
+    assert 0 < metrics["curve/valid/all/converged_share"] <= 1
 
 
 def test_reference_row_reproduces_04(metrics):

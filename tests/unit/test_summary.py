@@ -42,6 +42,30 @@ def recorded_run(metrics_dir) -> dict:
     return reporting.load_metrics(metrics_dir)
 
 
+def record_curve(metrics_dir) -> dict:
+    """06's data-efficiency curve as 06 records it: real only at N = 0, 100; one synthetic row with a Δ."""
+    reporting.start("06_evaluation", metrics_dir)
+    for row, n, value, delta, bound in (("real only", 0, 0.279, None, 0), ("real only", 100, 0.281, None, 0),
+                                        ("SmolLM2 LoRA (04b)", 0, 0.285, (0.001, 0.006, 0.011), 1),
+                                        ("SmolLM2 LoRA (04b)", 100, 0.280, (-0.004, -0.001, 0.002), 1)):
+        key = f"curve/test/{reporting.metric_key(f'{row} N={n}')}"
+        reporting.record(f"{key}/ndcg@10", value)
+        reporting.record(f"{key}/upper_bound", bound)
+        if delta:
+            for suffix, v in zip(("_ci_low", "", "_ci_high"), delta):
+                reporting.record(f"{key}/ndcg@10_delta{suffix}", v)
+    return reporting.load_metrics(metrics_dir)
+
+
+def test_the_curve_is_a_table_and_a_figure(metrics_dir, tmp_path):
+    recorded = record_curve(metrics_dir)
+    text = summary_markdown(recorded, "full", reporting.load_names(metrics_dir))
+    assert "| N | real only | SmolLM2 LoRA (04b) |" in text
+    assert "| 0 | 0.279 | 0.285 (+0.006, helped)* |" in text
+    assert "| 100 | 0.281 | 0.280 (-0.001, made no detectable difference)* |" in text
+    assert [p.name for p in headline_figures(recorded, tmp_path / "figures")] == ["curve.svg"]
+
+
 def test_display_name_undoes_metric_key():
     for name in ("MiniLM + MNRL + synthetic queries", "BM25 → cross-encoder", "+ templates", "real + SmolLM2", "SASRec"):
         assert display_name(reporting.metric_key(name)) == name

@@ -1,0 +1,86 @@
+"""The data-efficiency curve's parts: nested subsets, the writer rule, the fast NDCG scorer, the adapter trainer."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecomrec import config as C
+from ecomrec.metrics import per_query_metrics
+from ecomrec.models.efficiency import NdcgScorer, nested_subsets, train_adapters, upper_bound
+
+
+def test_nested_subsets_are_nested_seeded_and_checked():
+    ids = np.repeat(np.arange(500) * 7, 3)  # repeated ids: subsets are of distinct ids
+    subsets = nested_subsets(ids, [300, 0, 100, None], seed=3)
+    assert list(subsets) == [0, 100, 300, 500]
+    for small, large in zip(list(subsets.values()), list(subsets.values())[1:]):
+        assert set(small) <= set(large) and len(set(large)) == len(large)
+    assert set(subsets[500]) == set(ids)
+    again = nested_subsets(ids[::-1], [100], seed=3)  # the order of the input does not matter, only the ids
+    assert np.array_equal(again[100], subsets[100])
+    assert not np.array_equal(nested_subsets(ids, [100], seed=4)[100], subsets[100])
+    with pytest.raises(ValueError, match="outside"):
+        nested_subsets(ids, [501])
+    with pytest.raises(ValueError, match="outside"):
+        nested_subsets(ids, [-1])
+
+
+def test_upper_bound_marks_writers_that_saw_more_than_the_row():
+    assert not upper_bound(None, 0)  # a writer that saw no real query respects every N
+    assert not upper_bound(100, 100) and not upper_bound(100, 300)
+    assert upper_bound(8_000, 1_000)
+
+
+def random_case(seed: int, n_queries: int = 30, n_products: int = 200, dim: int = 8):
+    rng = np.random.default_rng(seed)
+    query_ids, product_ids = np.arange(n_queries) + 1000, rng.permutation(n_products) + 5
+    rows = [(q, p, float(rng.choice([0.0, 0.33, 1.0, 2.0]))) for q in query_ids
+            for p in rng.choice(product_ids, 6, replace=False)]
+    qrels = pd.DataFrame(rows, columns=[C.COL_QUERY_ID, C.COL_PRODUCT_ID, "gain"])
+    qrels.loc[qrels.groupby(C.COL_QUERY_ID).head(1).index, "gain"] = 2.0  # every query has a relevant product
+    return query_ids, product_ids, qrels, rng.normal(size=(n_queries, dim)), rng.normal(size=(n_products, dim))
+
+
+def test_ndcg_scorer_equals_the_metrics_module_on_random_runs():
+    for seed in range(3):
+        query_ids, product_ids, qrels, queries, catalogue = random_case(seed)
+        fast = NdcgScorer(query_ids, product_ids, qrels)(queries, catalogue)
+        scores = queries @ catalogue.T
+        top = np.argsort(-scores, axis=1)[:, :10]
+        run = pd.DataFrame({C.COL_QUERY_ID: np.repeat(query_ids, 10), C.COL_PRODUCT_ID: product_ids[top].ravel(),
+                            "score": np.take_along_axis(scores, top, axis=1).ravel()})
+        slow = per_query_metrics(qrels, run, k=10, grade="gain").set_index(C.COL_QUERY_ID)["ndcg"]
+        assert np.allclose(fast, slow.loc[query_ids].to_numpy())
+
+
+def test_ndcg_scorer_refuses_bad_input():
+    query_ids, product_ids, qrels, queries, catalogue = random_case(0)
+    scorer = NdcgScorer(query_ids, product_ids, qrels)
+    with pytest.raises(ValueError, match="expected"):
+        scorer(queries[:-1], catalogue)
+    with pytest.raises(ValueError, match="no relevant judgment"):
+        NdcgScorer(np.append(query_ids, 1), product_ids, qrels)
+
+
+def test_adapters_start_at_the_fixed_vectors_and_learn_a_planted_task():
+    rng = np.random.default_rng(0)
+    n_products, dim = 300, 16
+    catalogue = rng.normal(size=(n_products, dim)).astype(np.float32)
+    secret = rng.normal(size=(dim, dim)).astype(np.float32)  # queries are a fixed linear mix of their product
+    targets = rng.integers(0, n_products, 400)
+    queries = catalogue[targets] @ secret + 0.1 * rng.normal(size=(400, dim)).astype(np.float32)
+    catalogue /= np.linalg.norm(catalogue, axis=1, keepdims=True)  # unit vectors, as sentence embeddings are
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    train, valid = np.arange(300), np.arange(300, 400)
+    valid_qrels = pd.DataFrame({C.COL_QUERY_ID: valid, C.COL_PRODUCT_ID: targets[valid], "gain": 2.0})
+    scorer = NdcgScorer(valid, np.arange(n_products), valid_qrels)
+    zero_shot = float(scorer(queries[valid], catalogue).mean())
+    fit = train_adapters(queries, train, targets[train], catalogue,
+                         lambda f: float(scorer(f.queries(queries[valid]), f.catalogue(catalogue)).mean()),
+                         hidden=64, doc_map_rank=8, batch_size=64, learning_rate=3e-3, negatives=100, patience=4,
+                         max_epochs=60)
+    assert fit.history["valid"].iloc[0] == pytest.approx(zero_shot)  # step 0: the maps start as the identity
+    assert fit.best_valid > zero_shot + 0.3
+    assert float(scorer(fit.queries(queries[valid]), fit.catalogue(catalogue)).mean()) == pytest.approx(fit.best_valid)
+    with pytest.raises(ValueError, match="outside"):
+        train_adapters(queries, [0, 1], [0, n_products], catalogue, lambda f: 0.0)
