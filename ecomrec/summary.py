@@ -144,8 +144,8 @@ def _ablation_section(recorded: dict, names: dict[str, str] | None = None) -> li
     batch = r06.get("eval/train/augmentation/batch_size")
     if not deltas and not pools:
         return []
-    lines = ["## Ablations (06)", "", "Each row against real pairs with in-batch negatives only, same steps "
-             "(paired Δ NDCG@10, 95% CI):", ""]
+    lines = ["## Ablations (06)", "", "Each row against real pairs with in-batch negatives only, at equal "
+             "wall-clock time (paired Δ NDCG@10, 95% CI):", ""]
     lines += [_delta_line(display_name(k, names), v, *_interval(r06, f"eval/test/{k}/ndcg@10_delta"))
               for k, v in deltas.items()]
     if batch is not None:

@@ -36,16 +36,17 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from datasets import Dataset, load_from_disk
+from datasets import load_from_disk
 
 from ecomrec import config as C
 from ecomrec import online as O
 from ecomrec import reporting
+from ecomrec.augment import llm
 from ecomrec.notebook import begin, finish
 from ecomrec.data.pairs import RELEVANT, judged_pairs
 from ecomrec.metrics import bootstrap_ci, compare_with_ranx, paired_bootstrap, verdict
+from ecomrec.models import efficiency as E
 from ecomrec.models import retrieval as R
-from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.models.encoders import load_minilm, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.storage import write_text_atomic
@@ -122,9 +123,6 @@ checks.style.format({"ecomrec": "{:.4f}", "ranx": "{:.4f}", "difference": "{:.1e
 # `04`'s two-tower model, which fine-tunes every weight on the same pairs.
 
 # %%
-from ecomrec.augment import llm
-from ecomrec.models import efficiency as E
-
 r04b = recorded["04b_llm_synthesis"]
 train_pairs = judged_pairs(frames, "train", RELEVANT)
 train_ids = train_pairs[C.COL_QUERY_ID].unique()
@@ -239,68 +237,90 @@ print(f"real only: {real_only[0]:.3f} zero-shot → {real_only[n_all]:.3f} with 
       f"{two_tower - real_only[n_all]:+.3f} — what the frozen encoder leaves out of this curve")
 
 # %% [markdown]
-# ## 3. Negatives: one ingredient at a time
+# ## 3. Negatives: what a sampled softmax needs, at equal wall-clock time
 #
-# Every row below fine-tunes the packaged MiniLM with MNRL for the same number of steps and batch size as `04`'s
-# 40-step rows (`profile.biencoder_steps` × 32), on the full catalogue protocol of `04`, and differs from the
-# **reference** row — real (query, title) pairs, in-batch negatives only — by one explicit negative per real pair
-# from `02`: **uniform**, **popularity**, **BM25-hard**, **dense-hard**, **adversarial** (one attribute swapped).
-# These rows stop at their step budget, as `04`'s 40-step rows do (a warm-up comparison, not converged models).
+# The exact training loss of a retriever is the softmax over the whole catalogue $D$,
+# $\mathcal{L} = -\log \frac{e^{s\,q\cdot d_+}}{\sum_{j \in D} e^{s\,q\cdot d_j}}$, whose gradient with respect to
+# $q$ is $s\,\big(\sum_{j \in D} p_j d_j - d_+\big)$ with $p_j$ the softmax probability of product $j$: every product
+# is pushed away in proportion to how much the model already confuses it with the positive. A **sampled** softmax
+# replaces $D$ by a few candidates — the batch's other positives (**in-batch negatives**), plus one explicit
+# negative per pair. Most $p_j$ are tiny, so the gradient is dominated by the few confusable products: negatives
+# that resemble them (hard negatives) approximate the full sum better than uniform ones, while negatives that are
+# in fact relevant but unjudged (false negatives) teach the wrong thing.
 #
-# Δ is the paired bootstrap difference in NDCG@10 against the reference, on the same test queries.
-# The reference is trained again here (same seed and budget as `04`'s "MiniLM + MNRL" row), which also
-# shows how reproducible that number is. A row whose trained weights come out identical to a model `04`
-# already encoded (the reference, and the dense-hard row on a CPU) reads its catalogue embeddings from the
-# embedding cache instead of encoding the catalogue again; the cache key is the weights themselves, so a
-# model that differs by one bit is encoded afresh.
+# Rows, all with the trainer of section 2 (adapters on frozen MiniLM vectors) on the same real pairs — those for
+# which `02` built a negative of every kind: **in-batch negatives only** (the reference); + one **uniform**,
+# **popularity**, **BM25-hard**, **dense-hard** or **adversarial** (one attribute swapped) negative per pair from
+# `02`; and the **full-catalogue softmax**, the exact limit the others approximate. A candidate set costs in
+# proportion to its size, so the rows are compared at **equal wall-clock time**: each trains for at most
+# `NEGATIVES_SECONDS` (selected on valid with section 2's patience; the table says what ended each run). Δ is the
+# paired bootstrap difference in test NDCG@10 against the reference.
 
 # %%
-real = {"anchor": train_pairs[C.COL_QUERY].tolist(), "positive": train_pairs[C.COL_TITLE].tolist()}
-rows = {"reference (real pairs)": Dataset.from_dict(real)}
-for strategy in ("uniform", "popularity", "bm25-hard", "dense-hard", "adversarial"):
-    triplets = load_from_disk(str(root / "augment" / "triplets" / strategy))
-    rows[f"+ {strategy} negatives"] = (triplets.filter(lambda r: r["source"] == "real")
-                                       .select_columns(["anchor", "positive", "negative"]))
-print(f"{len(train_pairs):,} real pairs; {profile.biencoder_steps} steps of {BATCH_SIZE} per row; rows: {list(rows)}")
+NEGATIVE_STRATEGIES = ("uniform", "popularity", "bm25-hard", "dense-hard", "adversarial")
+NEGATIVES_SECONDS = {"smoke": 8.0}.get(PROFILE, 120.0)
+title_row = pd.Series(np.arange(len(ids)), index=titles)
+title_row = title_row[~title_row.index.duplicated()]
+train_text_row = pd.Series(np.arange(len(train_ids)), index=query_text.loc[train_ids].to_numpy())
+train_text_row = train_text_row[~train_text_row.index.duplicated()]
+triplets = {}
+for strategy in NEGATIVE_STRATEGIES:
+    frame = load_from_disk(str(root / "augment" / "triplets" / strategy)).to_pandas()
+    frame = frame[(frame["source"] == "real") & frame["anchor"].isin(train_text_row.index) & frame["positive"].isin(title_row.index)]
+    triplets[strategy] = frame.drop_duplicates(["anchor", "positive"]).set_index(["anchor", "positive"])["negative"]
+common = triplets[NEGATIVE_STRATEGIES[0]].index
+for strategy in NEGATIVE_STRATEGIES[1:]:
+    common = common.intersection(triplets[strategy].index)
+anchors, positives = common.get_level_values(0), common.get_level_values(1)
+pair_rows = (train_text_row[anchors].to_numpy(), title_row[positives].to_numpy())
+hard = {}
+for strategy in NEGATIVE_STRATEGIES:
+    negative = triplets[strategy].loc[common]
+    known = negative.isin(title_row.index).to_numpy()  # most negatives are catalogue products: their cached vectors
+    vectors = np.empty((len(common), catalogue.shape[1]), dtype=np.float32)
+    vectors[known] = catalogue[title_row[negative[known]].to_numpy()]
+    if not known.all():  # adversarial titles are edited: encoded here
+        vectors[~known] = encode(minilm, negative[~known].tolist())
+    hard[strategy] = vectors
+reporting.record("eval/train/negatives/pairs", len(common))
+reporting.record("eval/train/negatives/seconds_per_row", NEGATIVES_SECONDS)
+print(f"{len(common):,} real pairs with a negative of every kind; at most {NEGATIVES_SECONDS:.0f} s per row")
 
 # %%
-per_query, fits = {}, {}
-embedding_cache = EmbeddingCache(root / "embeddings")  # 04's catalogue passes, keyed by model weights and titles
-for name, data in rows.items():
-    model = load_minilm(device)
-    fits[name] = R.train_biencoder(model, data, out_dir / "checkpoints", max_steps=profile.biencoder_steps,
-                                   batch_size=BATCH_SIZE, learning_rate=5e-5, seed=SEED, device=device,
-                                   logging_steps=max(1, profile.biencoder_steps // 10))
-    catalogue = embedding_cache.onnx(model, titles, out_dir / "onnx" / reporting.metric_key(name))
-    found, scores = DenseIndex(ids, catalogue).search(encode(model, query_text.loc[test_ids].tolist()), k=100)
-    per_query[name] = R.evaluate_run(qrels, R.run_frame(test_ids, found, scores))
-    print(f"{name}: {fits[name].seconds:.0f} s training, test NDCG@10 {per_query[name]['ndcg@10'].mean():.3f}")
-reporting.record("eval/all/embedding_cache/hits", embedding_cache.hits)
-print(f"catalogue passes: {embedding_cache.misses} encoded here, {embedding_cache.hits} read from the embedding cache "
-      "(a row whose trained weights equal a model 04 already encoded)")
+negative_rows = {"in-batch negatives only": {"negatives": 0},
+                 **{f"+ {strategy} negatives": {"negatives": 0, "hard": hard[strategy]} for strategy in NEGATIVE_STRATEGIES},
+                 "full-catalogue softmax": {"negatives": None}}
+per_query, negative_fits = {}, {}
+for name, options in negative_rows.items():
+    fit = E.train_adapters(real_vectors, *pair_rows, catalogue,
+                           lambda f: float(valid_scorer(f.queries(valid_vectors), f.catalogue(catalogue)).mean()),
+                           learning_rate=3e-4, max_seconds=NEGATIVES_SECONDS, seed=SEED, **options)
+    negative_fits[name] = fit
+    per_query[name] = pd.Series(test_scorer(fit.queries(test_vectors), fit.catalogue(catalogue)), index=test_ids)
+    print(f"{name}: {fit.history['step'].iloc[-1]:,} steps in {fit.seconds:.0f} s ({fit.stopped}), "
+          f"valid {fit.best_valid:.4f}, test NDCG@10 {per_query[name].mean():.4f}")
 
 # %%
-reference = per_query["reference (real pairs)"]["ndcg@10"]
+reference = per_query["in-batch negatives only"]
 ablation = []
 for name, scores in per_query.items():
-    mean, low, high = bootstrap_ci(scores["ndcg@10"].to_numpy(), seed=SEED)
-    row = {"row": name, "NDCG@10": mean, "low": low, "high": high, "Recall@100": scores["recall@100"].mean()}
+    fit = negative_fits[name]
+    mean, low, high = bootstrap_ci(scores.to_numpy(), seed=SEED)
+    row = {"row": name, "NDCG@10": mean, "low": low, "high": high, "steps": int(fit.history["step"].iloc[-1]),
+           "passes": fit.history["pairs"].iloc[-1] / len(common), "ended by": fit.stopped}
     key = reporting.metric_key(name)
-    reporting.record(f"eval/test/{key}/ndcg@10", mean)
-    reporting.record(f"eval/test/{key}/ndcg@10_ci_low", low)
-    reporting.record(f"eval/test/{key}/ndcg@10_ci_high", high)
-    if not name.startswith("reference"):
-        d = paired_bootstrap(reference.to_numpy(), scores["ndcg@10"].loc[reference.index].to_numpy(), seed=SEED)
-        row.update({"Δ": d["diff"], "Δ low": d["low"], "Δ high": d["high"], "p": d["p_value"]})
-        reporting.record(f"eval/test/{key}/ndcg@10_delta", d["diff"])
-        reporting.record(f"eval/test/{key}/ndcg@10_delta_ci_low", d["low"])
-        reporting.record(f"eval/test/{key}/ndcg@10_delta_ci_high", d["high"])
+    for metric, value in (("ndcg@10", mean), ("ndcg@10_ci_low", low), ("ndcg@10_ci_high", high)):
+        reporting.record(f"eval/test/{key}/{metric}", value)
+    reporting.record(f"eval/train/{key}/steps", row["steps"])
+    if name != "in-batch negatives only":
+        d = paired_bootstrap(reference.to_numpy(), scores.to_numpy(), seed=SEED)
+        row.update({"Δ": d["diff"], "Δ low": d["low"], "Δ high": d["high"], "verdict": verdict(d["low"], d["high"])})
+        for metric, value in (("ndcg@10_delta", d["diff"]), ("ndcg@10_delta_ci_low", d["low"]), ("ndcg@10_delta_ci_high", d["high"])):
+            reporting.record(f"eval/test/{key}/{metric}", value)
     ablation.append(row)
 ablation = pd.DataFrame(ablation).set_index("row")
-reproduced = recorded["04_finetuning"].get("search/test/MiniLM_plus_MNRL/ndcg@10")
-print(f"reference row: {reference.mean():.4f} here, {reproduced:.4f} in 04 (same seed, steps and data)")
-reporting.record("eval/test/reference_minus_04/ndcg@10", reference.mean() - reproduced)
-ablation.style.format({c: "{:.3f}" for c in ("NDCG@10", "low", "high", "Recall@100")} | {c: "{:+.3f}" for c in ("Δ", "Δ low", "Δ high")} | {"p": "{:.3f}"}, na_rep="")
+ablation.style.format({c: "{:.3f}" for c in ("NDCG@10", "low", "high")} | {c: "{:+.3f}" for c in ("Δ", "Δ low", "Δ high")}
+                      | {"passes": "{:.1f}", "steps": "{:,}"}, na_rep="")
 
 # %%
 def delta_plot(table: pd.DataFrame, title: str, ax) -> None:
@@ -313,10 +333,16 @@ def delta_plot(table: pd.DataFrame, title: str, ax) -> None:
     ax.set(title=title, xlabel="Δ NDCG@10 vs reference (95 % paired bootstrap)")
 
 
-fig, ax = plt.subplots(figsize=(7, 3.2))
-delta_plot(ablation, "Negatives (40-step rows)", ax)
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.4))
+delta_plot(ablation, f"Negatives (at most {NEGATIVES_SECONDS:.0f} s per row) vs in-batch only", axes[0])
+for name, fit in negative_fits.items():
+    axes[1].plot(fit.history["seconds"], fit.history["valid"], marker=".", label=name)
+axes[1].set(xlabel="seconds", ylabel="valid NDCG@10", title="learning curves against wall-clock time")
+axes[1].legend(fontsize=7)
 plt.tight_layout()
 plt.show()
+for name, row in ablation.dropna(subset=["Δ"]).iterrows():
+    print(f"{name}: {row['Δ']:+.3f} [{row['Δ low']:+.3f}, {row['Δ high']:+.3f}] against in-batch only — {row['verdict']}")
 
 # %% [markdown]
 # ### Pretraining and LoRA, from `04`'s recorded results

@@ -133,11 +133,14 @@ class NdcgScorer:
 def train_adapters(query_vectors: np.ndarray, query_index: Sequence[int], product_index: Sequence[int],
                    catalogue: np.ndarray, score_valid: Callable[[AdapterFit], float], *, hidden: int = 768,
                    doc_map_rank: int = 32, batch_size: int = 256, learning_rate: float = 1e-3, scale: float = 20.0,
-                   negatives: int | None = 4096, eval_every: int | None = None, patience: int = 5, max_epochs: float = 100.0,
-                   max_seconds: float | None = None, seed: int = C.SEED) -> AdapterFit:
+                   negatives: int | None = 4096, hard: np.ndarray | None = None, eval_every: int | None = None,
+                   patience: int = 5, max_epochs: float = 100.0, max_seconds: float | None = None,
+                   seed: int = C.SEED) -> AdapterFit:
     """Train a `QueryMap` and a `DocumentMap` on pairs (query_vectors[query_index[i]], catalogue row product_index[i])
     with a softmax over the batch's positives and `negatives` products drawn uniformly for each batch (None, or at
-    least the catalogue's size: the whole catalogue); the vectors themselves stay fixed.
+    least the catalogue's size: the whole catalogue; 0: the batch's positives only, "in-batch negatives"); the
+    vectors themselves stay fixed. `hard` (one vector per pair, in the pairs' order) adds each pair's explicit
+    negative, passed through the same document map, to the candidates of its whole batch.
 
     `score_valid(fit)` returns the valid score to maximise (`fit.queries(...)` and `fit.catalogue(...)` apply the
     current maps). It is measured at step 0 and every `eval_every` steps (default: about one pass over the pairs,
@@ -148,6 +151,8 @@ def train_adapters(query_vectors: np.ndarray, query_index: Sequence[int], produc
     pairs, positives = training_examples(query_index, product_index)
     if pairs[:, 0].max() >= len(query_vectors) or pairs[:, 1].max() >= len(catalogue):
         raise ValueError("a query or product row is outside `query_vectors` or `catalogue`")
+    if hard is not None and len(hard) != len(pairs):
+        raise ValueError(f"{len(hard)} hard negatives for {len(pairs)} pairs")
     batch_size = min(batch_size, len(pairs))
     eval_every = eval_every or max(1, min(20, len(pairs) // batch_size))
     torch.manual_seed(seed)
@@ -156,13 +161,15 @@ def train_adapters(query_vectors: np.ndarray, query_index: Sequence[int], produc
     documents = nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(catalogue, dtype=np.float32)), dim=-1)
     query_map, doc_map = QueryMap(queries.shape[1], hidden), DocumentMap(documents.shape[1], doc_map_rank)
     fit = AdapterFit(pd.DataFrame(), 0, 0.0, "", 0.0, 0.0, query_map=query_map, doc_map=doc_map)
+    hard = None if hard is None else nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(hard, dtype=np.float32)), dim=-1)
     every_product = negatives is None or negatives >= len(documents)
 
     def batch_loss(rows: np.ndarray) -> torch.Tensor:
         batch = pairs[rows]
         candidates = (np.arange(len(documents)) if every_product else
                       np.unique(np.concatenate([batch[:, 1], rng.choice(len(documents), negatives, replace=False)])))
-        logits = scale * query_map(queries[batch[:, 0]]) @ doc_map(documents[candidates]).T
+        products = documents[candidates] if hard is None else torch.cat([documents[candidates], hard[rows]])
+        logits = scale * query_map(queries[batch[:, 0]]) @ doc_map(products).T  # hard negatives after the candidates
         others = np.array([(row, p) for row, (query, target) in enumerate(batch) for p in positives[query] if p != target],
                           dtype=np.int64).reshape(-1, 2)
         at = np.searchsorted(candidates, others[:, 1])

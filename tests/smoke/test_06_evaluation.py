@@ -13,7 +13,7 @@ from floors import failures
 pytestmark = pytest.mark.smoke
 CURVE_SOURCES = ("SmolLM2_LoRA_04b", "templates_02", "scratch_model_02")
 NEGATIVES = ("plus_uniform_negatives", "plus_popularity_negatives", "plus_bm25-hard_negatives",
-             "plus_dense-hard_negatives", "plus_adversarial_negatives")
+             "plus_dense-hard_negatives", "plus_adversarial_negatives", "full-catalogue_softmax")
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +54,6 @@ def test_the_data_efficiency_curve(metrics):
     for n in sizes[1:-1]:
         assert metrics[f"curve/test/real_only_N_{n}/seeds"] == PROFILES["smoke"].curve_seeds
     assert 0 < metrics["curve/valid/all/converged_share"] <= 1
-
-
-def test_reference_row_reproduces_04(metrics):
-    assert abs(metrics["eval/test/reference_minus_04/ndcg@10"]) < 0.02
 
 
 def test_online_section(metrics, smoke_dirs):

@@ -84,3 +84,23 @@ def test_adapters_start_at_the_fixed_vectors_and_learn_a_planted_task():
     assert float(scorer(fit.queries(queries[valid]), fit.catalogue(catalogue)).mean()) == pytest.approx(fit.best_valid)
     with pytest.raises(ValueError, match="outside"):
         train_adapters(queries, [0, 1], [0, n_products], catalogue, lambda f: 0.0)
+    with pytest.raises(ValueError, match="hard negatives"):
+        train_adapters(queries, train, targets[train], catalogue, lambda f: 0.0, hard=catalogue[:5])
+
+
+def test_in_batch_and_hard_negatives_train_and_step_zero_is_untouched():
+    rng = np.random.default_rng(1)
+    catalogue = rng.normal(size=(50, 8)).astype(np.float32)
+    targets = rng.integers(0, 50, 64)
+    queries = catalogue[targets] + 0.3 * rng.normal(size=(64, 8)).astype(np.float32)
+    calls = []
+
+    def falling(fit) -> float:  # each evaluation scores worse than the one before
+        calls.append(fit)
+        return -float(len(calls))
+
+    fit = train_adapters(queries, np.arange(64), targets, catalogue, falling,
+                         hidden=8, doc_map_rank=2, batch_size=16, negatives=0, hard=catalogue[(targets + 1) % 50],
+                         eval_every=1, patience=2, max_epochs=5)
+    assert fit.best_step == 0 and fit.stopped == "converged (patience)" and len(calls) == 3  # a falling score: step 0 kept
+    assert np.allclose(fit.queries(queries), queries / np.linalg.norm(queries, axis=1, keepdims=True), atol=1e-6)
