@@ -104,3 +104,37 @@ def test_in_batch_and_hard_negatives_train_and_step_zero_is_untouched():
                          eval_every=1, patience=2, max_epochs=5)
     assert fit.best_step == 0 and fit.stopped == "converged (patience)" and len(calls) == 3  # a falling score: step 0 kept
     assert np.allclose(fit.queries(queries), queries / np.linalg.norm(queries, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_run_curve_adds_synthetic_pairs_to_the_same_real_subset_and_tables_paired_deltas():
+    from ecomrec.models.efficiency import Source, curve_table, run_curve
+
+    rng = np.random.default_rng(2)
+    catalogue = rng.normal(size=(40, 6)).astype(np.float32)
+    query_ids = np.arange(30) + 500
+    real_rows, real_products = np.repeat(np.arange(30), 2), rng.integers(0, 40, 60)
+    real_vectors = rng.normal(size=(30, 6)).astype(np.float32)
+    sources = {"writer": Source(rng.normal(size=(12, 6)).astype(np.float32), rng.integers(0, 40, 12), writer_saw=30),
+               "templates": Source(rng.normal(size=(9, 6)).astype(np.float32), rng.integers(0, 40, 9), writer_saw=None)}
+    made = []
+
+    def score_test(fit):  # every point gets its own constant score, so the table's Δ can be checked by hand
+        made.append(fit)
+        return np.full(5, float(len(made)))
+
+    scores, fits = run_curve(real_vectors, query_ids, (real_rows, real_products), sources, catalogue, [0, 10, None],
+                             seeds=[1, 2], synthetic_pairs=8, score_valid=lambda f: 0.0, score_test=score_test,
+                             zero_shot_test=np.zeros(5), hidden=4, doc_map_rank=2, batch_size=4, negatives=5,
+                             eval_every=1, patience=1, max_epochs=1)
+    assert set(scores) == {("real only", 0, 1), ("real only", 0, 2)} | set(fits)
+    assert {(n, s) for _, n, s in fits} == {(0, 1), (10, 1), (30, 1), (0, 2), (10, 2)}  # N = all with the first seed only
+    assert ("real only", 0, 1) not in fits and np.array_equal(scores[("real only", 0, 1)], np.zeros(5))
+    table = curve_table(scores, sources).set_index(["row", "N"])
+    assert table.loc[("templates", 10), "seeds"] == 2 and table.loc[("templates", 30), "seeds"] == 1
+    assert table.loc[("writer", 10), "upper bound"] and not table.loc[("writer", 30), "upper bound"]
+    assert not table.loc[("templates", 0), "upper bound"] and np.isnan(table.loc[("real only", 10), "Δ"])
+    expected = np.mean([scores[("writer", 10, s)][0] - scores[("real only", 10, s)][0] for s in (1, 2)])
+    assert table.loc[("writer", 10), "Δ"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="fewer than 10 pairs"):
+        run_curve(real_vectors, query_ids, (real_rows, real_products), sources, catalogue, [0], [1], 10,
+                  lambda f: 0.0, score_test, np.zeros(5))
