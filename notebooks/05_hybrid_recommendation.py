@@ -509,30 +509,26 @@ finetune = root / "finetune"
 bi = SentenceTransformer(str(finetune / "biencoder_best"), device=device)
 dense_index = DenseIndex(pids, np.load(finetune / "biencoder_best_catalogue.npy"))
 bm25 = BM25Index(pids, ptitles)
-search_runs, search_qrels = {}, {}
-for split in ("test",):  # every choice (fusion weight, depth, interpolation) was made on valid in 04
-    search_qrels[split] = R.search_qrels(frames, split)
-    qids = search_qrels[split][C.COL_QUERY_ID].unique()
-    texts = query_text.loc[qids].tolist()
-    bm25_run = R.run_frame(qids, *bm25.search_matched(texts, k=100))
-    found, scores = dense_index.search(encode(bi, texts), k=100)
-    dense_run = R.run_frame(qids, found, scores)
-    search_runs[split] = {"BM25": bm25_run, "fine-tuned bi-encoder": dense_run}
+test_qrels = R.search_qrels(frames, "test")  # test only: every choice (fusion weight, depth, interpolation) was 04's, on valid
+qids = test_qrels[C.COL_QUERY_ID].unique()
+texts = query_text.loc[qids].tolist()
+found, scores = dense_index.search(encode(bi, texts), k=100)
+first_runs = {"BM25": R.run_frame(qids, *bm25.search_matched(texts, k=100)),
+              "fine-tuned bi-encoder": R.run_frame(qids, found, scores)}
 
 # %%
 pipeline = SearchPipeline.load(finetune / "search_pipeline.json")  # fusion weight, depth, interpolation: 04's, chosen on valid
 reporting.record("hybrid_search/valid/weighted_fusion/dense_weight", pipeline.dense_weight)
 best_fused = f"weighted fusion (w_dense = {pipeline.dense_weight:.1f})"
-test_runs = dict(search_runs["test"])
-test_runs["RRF (BM25 + bi-encoder)"] = R.fuse_runs(search_runs["test"])
-test_runs[best_fused] = pipeline.first_stage(search_runs["test"]["BM25"], search_runs["test"]["fine-tuned bi-encoder"])
-search_per_query = {name: R.evaluate_run(search_qrels["test"], run) for name, run in test_runs.items()}
+test_runs = dict(first_runs)
+test_runs["RRF (BM25 + bi-encoder)"] = R.fuse_runs(first_runs)
+test_runs[best_fused] = pipeline.first_stage(first_runs["BM25"], first_runs["fine-tuned bi-encoder"])
+search_per_query = {name: R.evaluate_run(test_qrels, run) for name, run in test_runs.items()}
 cross = CrossEncoder(str(finetune / "cross_encoder"), device=device)
-sample = np.random.default_rng(SEED).choice(search_qrels["test"][C.COL_QUERY_ID].unique(),
-                                            size=min(profile.rerank_queries, search_qrels["test"][C.COL_QUERY_ID].nunique()), replace=False)
+sample = np.random.default_rng(SEED).choice(qids, size=min(profile.rerank_queries, len(qids)), replace=False)
 sample_run = test_runs[best_fused][test_runs[best_fused][C.COL_QUERY_ID].isin(sample)]
 reranked = pipeline.rerank(sample_run, R.rerank(cross, query_text.to_dict(), dict(zip(pids, ptitles)), sample_run, depth=pipeline.depth))
-sample_qrels = search_qrels["test"][search_qrels["test"][C.COL_QUERY_ID].isin(sample)]
+sample_qrels = test_qrels[test_qrels[C.COL_QUERY_ID].isin(sample)]
 
 # %%
 rows = []

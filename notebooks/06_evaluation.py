@@ -47,6 +47,7 @@ from ecomrec.data.pairs import RELEVANT, judged_pairs
 from ecomrec.metrics import bootstrap_ci, compare_with_ranx, paired_bootstrap, verdict
 from ecomrec.models import efficiency as E
 from ecomrec.models import retrieval as R
+from ecomrec.models.selection import PATIENCE
 from ecomrec.models.encoders import load_minilm, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
 from ecomrec.storage import write_text_atomic
@@ -108,7 +109,8 @@ checks.style.format({"ecomrec": "{:.4f}", "ranx": "{:.4f}", "difference": "{:.1e
 #   zero at the start (step 0 *is* zero-shot MiniLM), with the softmax loss
 #   $-\log \frac{e^{s\,q'\cdot d'_+}}{\sum_{j \in \mathcal{C}} e^{s\,q'\cdot d'_j}}$ over the batch's positives and
 #   4,096 uniformly drawn products $\mathcal{C}$. Valid NDCG@10 (all valid queries, whole catalogue) is measured
-#   about once per pass; training stops after 5 evaluations without a gain and keeps the best state. The learning
+#   about once per pass; training stops after 5 evaluations without a gain and keeps the best state (or at a budget of
+#   100 passes: the table's "budget stops" column counts the seeds that reached it). The learning
 #   rate is chosen on valid first: 3·10⁻³, 10⁻³ or 3·10⁻⁴, trained on the N = 1,000 subset (real only, first seed).
 # * **Seeds.** Below N = all every point is trained with `curve_seeds` seeds; the seed draws the subset, the
 #   synthetic sample and the training order. NDCG@10 is the per-query mean over seeds, with a 95 % bootstrap
@@ -186,14 +188,14 @@ scores, curve_fits = E.run_curve(
     real_vectors, train_ids, real_pairs, sources, catalogue, profile.curve_sizes, curve_seeds, S, score_valid=score_valid,
     score_test=lambda fit: test_scorer(fit.queries(test_vectors), fit.catalogue(catalogue)),
     zero_shot_test=test_scorer(test_vectors, catalogue), learning_rate=CURVE_LR, progress=True)
-converged = np.mean([fit.stopped == "converged (patience)" for fit in curve_fits.values()])
+converged = np.mean([fit.stopped == PATIENCE for fit in curve_fits.values()])
 reporting.record("curve/valid/all/converged_share", float(converged))
 reporting.record("curve/train/all/seconds", float(sum(fit.seconds for fit in curve_fits.values())))
 print(f"{len(curve_fits)} points trained in {sum(f.seconds for f in curve_fits.values()):.0f} s; "
       f"{converged:.0%} stopped by patience (converged), the rest by their budget")
 
 # %%
-curve = E.curve_table(scores, sources, seed=SEED)
+curve = E.curve_table(scores, sources, curve_fits, seed=SEED)  # "budget stops": seeds that hit their budget
 n_all = len(train_ids)
 for r in curve.to_dict("records"):
     keys = [reporting.metric_key(f"{r['row']} N={r['N']}")] + ([reporting.metric_key(f"{r['row']} all")] if r["N"] == n_all else [])

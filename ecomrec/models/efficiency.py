@@ -32,8 +32,10 @@ import torch
 from torch import nn
 
 from ecomrec import config as C
+from ecomrec.metrics import bootstrap_ci, paired_bootstrap
 from ecomrec.models.loop import LoopFit, train_until_valid
 from ecomrec.models.query_tower import DocumentMap, map_catalogue, training_examples
+from ecomrec.models.selection import PATIENCE
 from ecomrec.progress import progress as progress_bar
 
 
@@ -215,39 +217,41 @@ def run_curve(real_vectors: np.ndarray, real_query_ids: Sequence, real_pairs: tu
     short = {name: len(s.product_rows) for name, s in sources.items() if len(s.product_rows) < synthetic_pairs}
     if short:
         raise ValueError(f"sources with fewer than {synthetic_pairs} pairs: {short}")
-    plan = [(name, n, seed) for seed_number, seed in enumerate(seeds)
-            for n in nested_subsets(real_query_ids, sizes, seed)
-            if n < len(np.unique(real_query_ids)) or seed_number < seeds_at_all
+    subsets = {seed: nested_subsets(real_query_ids, sizes, seed) for seed in seeds}
+    n_all = len(np.unique(real_query_ids))
+    plan = [(name, n, seed) for seed_number, seed in enumerate(seeds) for n in subsets[seed]
+            if n < n_all or seed_number < seeds_at_all
             for name in ("real only", *sources) if n > 0 or name != "real only"]
+    with_source = {name: np.concatenate([real_vectors, source.vectors]) for name, source in sources.items()}
     scores = {("real only", 0, seed): np.asarray(zero_shot_test) for seed in seeds if 0 in sizes}
     fits = {}
     for name, n, seed in progress_bar(plan, desc="curve points", disable=not progress):
-        chosen = np.isin(real_query_ids[real_rows], nested_subsets(real_query_ids, [n], seed)[n])
+        chosen = np.isin(real_query_ids[real_rows], subsets[seed][n])
         vectors, rows, products = real_vectors, real_rows[chosen], real_products[chosen]
         if name != "real only":
             source = sources[name]
             picked = np.random.default_rng(seed).choice(len(source.product_rows), synthetic_pairs, replace=False)
             rows = np.concatenate([rows, len(real_vectors) + picked])
             products = np.concatenate([products, source.product_rows[picked]])
-            vectors = np.concatenate([real_vectors, source.vectors])
+            vectors = with_source[name]
         fit = train_adapters(vectors, rows, products, catalogue, score_valid, seed=seed, **train_kwargs)
         fits[(name, n, seed)], scores[(name, n, seed)] = fit, np.asarray(score_test(fit))
     return scores, fits
 
 
-def curve_table(scores: dict[tuple[str, int, int], np.ndarray], sources: dict[str, Source], seed: int = C.SEED,
-                reference: str = "real only") -> pd.DataFrame:
+def curve_table(scores: dict[tuple[str, int, int], np.ndarray], sources: dict[str, Source],
+                fits: dict[tuple[str, int, int], LoopFit], seed: int = C.SEED, reference: str = "real only") -> pd.DataFrame:
     """One row per (row, N): mean test NDCG@10 over queries of the per-query mean over seeds, its 95 % bootstrap
     interval, the paired bootstrap Δ against `reference` at the same N (same seeds, hence the same real subsets),
-    the per-seed Δ range and whether the writer saw more real queries than N (an upper bound)."""
-    from ecomrec.metrics import bootstrap_ci, paired_bootstrap
-
+    the per-seed Δ range, how many of its trained seeds stopped at their budget rather than by patience (`fits`;
+    an untrained point counts none), and whether the writer saw more real queries than N (an upper bound)."""
     rows = []
     for name, n in dict.fromkeys((name, n) for name, n, _ in scores):
         seeds = sorted(s for m, k, s in scores if (m, k) == (name, n))
         per_query = np.mean([scores[(name, n, s)] for s in seeds], axis=0)
         mean, low, high = bootstrap_ci(per_query, seed=seed)
         row = {"row": name, "N": n, "seeds": len(seeds), "NDCG@10": mean, "low": low, "high": high,
+               "budget stops": sum(fits[(name, n, s)].stopped != PATIENCE for s in seeds if (name, n, s) in fits),
                "upper bound": name in sources and upper_bound(sources[name].writer_saw, n)}
         paired = [s for s in seeds if (reference, n, s) in scores]
         if name != reference and paired:

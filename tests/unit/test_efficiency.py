@@ -129,8 +129,11 @@ def test_run_curve_adds_synthetic_pairs_to_the_same_real_subset_and_tables_paire
     assert set(scores) == {("real only", 0, 1), ("real only", 0, 2)} | set(fits)
     assert {(n, s) for _, n, s in fits} == {(0, 1), (10, 1), (30, 1), (0, 2), (10, 2)}  # N = all with the first seed only
     assert ("real only", 0, 1) not in fits and np.array_equal(scores[("real only", 0, 1)], np.zeros(5))
-    table = curve_table(scores, sources).set_index(["row", "N"])
+    table = curve_table(scores, sources, fits).set_index(["row", "N"])
     assert table.loc[("templates", 10), "seeds"] == 2 and table.loc[("templates", 30), "seeds"] == 1
+    budget = {key: fit.stopped != "converged (patience)" for key, fit in fits.items()}
+    assert table.loc[("templates", 10), "budget stops"] == budget[("templates", 10, 1)] + budget[("templates", 10, 2)]
+    assert table.loc[("real only", 0), "budget stops"] == 0  # zero-shot: nothing trained
     assert table.loc[("writer", 10), "upper bound"] and not table.loc[("writer", 30), "upper bound"]
     assert not table.loc[("templates", 0), "upper bound"] and np.isnan(table.loc[("real only", 10), "Δ"])
     expected = np.mean([scores[("writer", 10, s)][0] - scores[("real only", 10, s)][0] for s in (1, 2)])
