@@ -65,6 +65,7 @@ class Profile:
     sasrec_patience: int = 3  # epochs without a better valid NDCG@10 before SASRec stops (05)
     sasrec_trials: int = 2  # Optuna trials of the SASRec search, the default configuration first (05)
     rec_trials: int = 4  # Optuna trials of each cheap search: ItemKNN, EASE, ALS, BPR (05)
+    rec_seeds: int = 2  # training seeds of plain SASRec and of SASRec + sequence views under each budget rule (05)
     latency_calls: int = 20  # timed model calls per variant and batch size (07)
     bench_requests: int = 300  # requests of the load test run inside 07 (`make bench` sends 10,000)
     llm_lora_steps: int = 6  # SmolLM2 LoRA query-writer steps of batch 16 (04b)
@@ -90,7 +91,7 @@ PROFILES: dict[str, Profile] = {
                     mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
                     biencoder_steps=40, two_tower_eval_every=300, two_tower_max_epochs=1.5, valid_distractors=4_000,
                     cross_eval_every=150, cross_max_epochs=0.4, rerank_valid_queries=300, rerank_depths=(10, 20, 50), rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
-                    sasrec_patience=5, sasrec_trials=8, rec_trials=30,
+                    sasrec_patience=5, sasrec_trials=8, rec_trials=30, rec_seeds=3,
                     latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
                     llm_products=5_000, llm_office_items=None, curve_sizes=(0, 100, 300, 1_000, 3_000, None)),
 }

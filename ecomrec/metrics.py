@@ -88,6 +88,21 @@ def paired_bootstrap(a, b, n_resamples: int = 2_000, confidence: float = 0.95, s
     return {"diff": mean, "low": low, "high": high, "p_value": float(min(1.0, p))}
 
 
+def seed_pooled_paired(reference, candidate, n_resamples: int = 2_000, seed: int = SEED) -> dict[str, float]:
+    """A paired comparison over training seeds as well as queries (users). `reference` and `candidate` are
+    lists of per-query scores, one array per seed, paired by position (the same seeds, the same queries).
+    Each side's scores are averaged over its seeds, then `paired_bootstrap` gives the mean difference and its
+    interval; `seed_min` / `seed_max` is the range of the per-seed mean differences: the spread a single
+    training seed would have shown."""
+    if len(reference) != len(candidate) or not len(reference):
+        raise ValueError(f"need the same number (at least 1) of seeds on both sides, got {len(reference)} and {len(candidate)}")
+    reference = [np.asarray(r, dtype=float) for r in reference]
+    candidate = [np.asarray(c, dtype=float) for c in candidate]
+    d = paired_bootstrap(np.mean(reference, axis=0), np.mean(candidate, axis=0), n_resamples, seed=seed)
+    per_seed = [float(np.mean(c - r)) for r, c in zip(reference, candidate)]
+    return d | {"seed_min": min(per_seed), "seed_max": max(per_seed)}
+
+
 HELPED, HURT, NO_DIFFERENCE = "helped", "hurt", "made no detectable difference"
 
 

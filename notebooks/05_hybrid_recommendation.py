@@ -48,12 +48,15 @@ from ecomrec.data.pairs import office_content_text
 from ecomrec.metrics import bootstrap_ci, catalog_coverage, intra_list_diversity, novelty, popularity_bias, verdict
 from ecomrec.models.encoders import load_minilm
 from ecomrec.models.search import encode
+from ecomrec.progress import progress as progress_bar
 from ecomrec.recommend import models as M
 from ecomrec.recommend import tuning as T
 from ecomrec.recommend.evaluate import rank_metrics, ranks_from_lists, target_ranks
 from ecomrec.recommend.fusion import LearnedFusion, candidate_features
 from ecomrec.recommend.protocol import LeaveOneOut, fold_in_method, recbole_rule, temporal_next_item, training_end
-from ecomrec.recommend.report import RECBOLE_REFERENCE, RECBOLE_RERUN, paired, plot_searches, search_table, summarise
+from ecomrec.recommend.report import (RECBOLE_REFERENCE, RECBOLE_RERUN, paired, plot_searches, search_table, seeds_table,
+                                     summarise)
+from ecomrec.recommend.sasrec import SASRec
 
 profile, device, root, _, frames, notebook_start = begin(
     "05_hybrid_recommendation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR,
@@ -153,17 +156,34 @@ plt.show()
 
 # %% [markdown]
 # **SASRec + sequence views** trains the selected SASRec configuration on the real sequences plus `02`'s
-# augmented views (crop, mask, reorder), under the **same rule** as plain SASRec: until valid NDCG@10
-# stops improving, keeping the best epoch. An epoch over the extra sequences costs more time (the cell
-# below prints both epoch times), so the two are compared each at its own convergence, not at equal epochs.
+# augmented views (crop, mask, reorder). More sequences make an epoch longer, so whether the views help can
+# depend on the budget rule. Three rules, each with plain SASRec's configuration, seed and patience, and each
+# keeping its best evaluation on valid:
+# * **each to its own convergence** — up to the epoch budget, until valid NDCG@10 stops improving (the row
+#   of the main table below);
+# * **equal optimiser steps** — at most the steps plain SASRec ran, evaluated on valid at the same step
+#   counts: the views then *replace* part of plain SASRec's passes over the real sequences;
+# * **equal epochs** — at most the passes over the real sequences that plain SASRec ran; each pass also
+#   covers the views, so it costs more steps: the views are *added*. Where the first rule's run stopped by
+#   patience within that many passes, it *is* this run (same seed, same batches, and patience ends it
+#   first), and the two rows show the same figures.
+#
+# One training seed can move SASRec by as much as a method does, so every rule, and plain SASRec, is
+# trained with several seeds and compared on the per-user NDCG@10 averaged over seeds (section 5).
 
 # %%
 views = pd.read_parquet(root / "augment" / "sequence_views.parquet")
 augmented_views = views.loc[views["method"] != "none", "items"].map(list).tolist()
-start = time.perf_counter()
-sasrec_views = T.sasrec(item_ids, tuned["SASRec"].best_params, profile.sasrec_epochs, SEED, device).fit(
-    train, extra_sequences=augmented_views, valid_targets=loo.targets("valid"), patience=profile.sasrec_patience,
-    progress=True)
+
+
+def fit_sasrec(seed: int, extra=None, progress: bool = False) -> SASRec:
+    """The selected SASRec configuration, early-stopped on valid with the full epoch budget."""
+    return T.sasrec(item_ids, tuned["SASRec"].best_params, profile.sasrec_epochs, seed, device).fit(
+        train, extra_sequences=extra, valid_targets=loo.targets("valid"), patience=profile.sasrec_patience,
+        progress=progress)
+
+
+sasrec_views = fit_sasrec(SEED, augmented_views, progress=True)
 models = {"popularity": M.Popularity(item_ids).fit(train), **{name: t.model for name, t in tuned.items()},
           "SASRec + sequence views": sasrec_views,
           "content": M.ContentBased(item_ids, item_embeddings[False]).fit(train),
@@ -190,6 +210,27 @@ for name in ("SASRec", "SASRec + sequence views"):
 axes[0].set(title="training loss (softmax over all items)", xlabel="epoch", ylabel="cross-entropy")
 axes[1].set(title=f"valid NDCG@{K} per epoch (dotted: the kept epoch)", xlabel="epoch", ylabel=f"NDCG@{K}")
 axes[1].legend()
+plt.tight_layout()
+plt.show()
+
+# %%
+view_rules = {f"SASRec + views, {rule}": rule for rule in (T.OWN_CONVERGENCE, T.EQUAL_STEPS, T.EQUAL_EPOCHS)}
+seed_fits = {"SASRec": [], **{name: [] for name in view_rules}}
+start = time.perf_counter()
+for i in progress_bar(range(profile.rec_seeds), desc="SASRec seeds × budget rules"):
+    plain = models["SASRec"] if i == 0 else fit_sasrec(SEED + i)  # seed 0: the runs above, not trained twice
+    own = sasrec_views if i == 0 else fit_sasrec(SEED + i, augmented_views)
+    fits = T.views_under_budgets(plain, own, train, augmented_views, loo.targets("valid"), profile.sasrec_patience)
+    seed_fits["SASRec"].append(plain)
+    for name, rule in view_rules.items():
+        seed_fits[name].append(fits[rule])
+reporting.record("rec/train/sequence_view_rules/seconds", time.perf_counter() - start)
+fig, ax = plt.subplots(figsize=(8, 3.4))
+for name, fits in seed_fits.items():
+    h = fits[0].history
+    ax.plot(h["steps"], h[f"valid_ndcg@{K}"], marker=".", label=f"{name} (kept {fits[0].best_steps:,} steps)")
+ax.set(xlabel="optimiser steps", ylabel=f"valid NDCG@{K}", title=f"Seed {SEED}: valid NDCG@{K} against optimiser steps")
+ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 
@@ -368,6 +409,23 @@ for name, row in augmentation.iterrows():
     print(f"{name} vs {row['plain']} ({row['users']:,} users): {row['Δ']:+.4f} NDCG@{K} "
           f"[{row['low']:+.4f}, {row['high']:+.4f}] — the augmentation {row['verdict']}")
 augmentation.style.format({"Δ": "{:+.4f}", "low": "{:+.4f}", "high": "{:+.4f}"})
+
+# %% [markdown]
+# **Sequence views under the three budget rules** (section 2), over several training seeds: each variant's
+# per-user test NDCG@10 (fold-in view) is averaged over its seeds and paired with plain SASRec's over the same
+# seeds and users. "seed min / max" is the range of the per-seed Δ: what one seed alone could have shown.
+# "passes" counts passes over the variant's own sequences (the real ones, plus the views where it has them).
+
+# %%
+seed_ndcg = {name: [rank_metrics(loo.test_ranks(f, views=("fold-in",))["fold-in"])[f"ndcg@{K}"] for f in fits]
+             for name, fits in seed_fits.items()}
+rules_table = seeds_table(seed_ndcg, seed_fits, "SASRec", seed=SEED, record_as="rec/test_seeds")
+for name, row in rules_table.drop(index="SASRec").iterrows():
+    print(f"{name}: {row['Δ']:+.4f} NDCG@{K} [{row['low']:+.4f}, {row['high']:+.4f}] over {row['seeds']} seeds "
+          f"(one seed alone: {row['seed min']:+.4f} to {row['seed max']:+.4f}) — the views {row['verdict']}")
+rules_table.style.format({"steps": "{:,.0f}", "passes": "{:.1f}", f"test NDCG@{K}": "{:.4f}", "NDCG seed min": "{:.4f}",
+                          "NDCG seed max": "{:.4f}", "Δ": "{:+.4f}",
+                          "low": "{:+.4f}", "high": "{:+.4f}", "seed min": "{:+.4f}", "seed max": "{:+.4f}"}, na_rep="—")
 
 # %% [markdown]
 # ## 6. A second protocol: the global temporal split
@@ -573,6 +631,9 @@ lines = [
       f"({vs_best.loc[n, 'Δ']:+.4f} [{vs_best.loc[n, 'low']:+.4f}, {vs_best.loc[n, 'high']:+.4f}])." for n in hybrid_names],
     *[f"- {n} vs {row['plain']}: the augmentation {row['verdict']} ({row['Δ']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}], "
       f"{row['users']:,} users)." for n, row in augmentation.iterrows()],
+    *[f"- {n} vs SASRec, {row['seeds']} seeds: the views {row['verdict']} ({row['Δ']:+.4f} [{row['low']:+.4f}, "
+      f"{row['high']:+.4f}]; {row['steps']:,.0f} steps against SASRec's {rules_table.loc['SASRec', 'steps']:,.0f})."
+      for n, row in rules_table.drop(index="SASRec").iterrows()],
     f"- Temporal split: the two protocols rank the models with a Spearman correlation of {rank_agreement:+.2f}; "
     f"the best model there is {compare['temporal'].idxmax()} ({compare['temporal'].max():.4f}).",
 ]

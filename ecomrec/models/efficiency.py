@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ecomrec import config as C
-from ecomrec.metrics import bootstrap_ci, paired_bootstrap
+from ecomrec.metrics import bootstrap_ci, seed_pooled_paired
 from ecomrec.models.loop import LoopFit, train_until_valid
 from ecomrec.models.query_tower import DocumentMap, map_catalogue, training_examples
 from ecomrec.models.selection import PATIENCE
@@ -255,10 +255,9 @@ def curve_table(scores: dict[tuple[str, int, int], np.ndarray], sources: dict[st
                "upper bound": name in sources and upper_bound(sources[name].writer_saw, n)}
         paired = [s for s in seeds if (reference, n, s) in scores]
         if name != reference and paired:
-            base = np.mean([scores[(reference, n, s)] for s in paired], axis=0)
-            d = paired_bootstrap(base, np.mean([scores[(name, n, s)] for s in paired], axis=0), seed=seed)
-            per_seed = [float(np.mean(scores[(name, n, s)] - scores[(reference, n, s)])) for s in paired]
-            row |= {"Δ": d["diff"], "Δ low": d["low"], "Δ high": d["high"], "Δ seed min": min(per_seed),
-                    "Δ seed max": max(per_seed)}
+            d = seed_pooled_paired([scores[(reference, n, s)] for s in paired], [scores[(name, n, s)] for s in paired],
+                                   seed=seed)
+            row |= {"Δ": d["diff"], "Δ low": d["low"], "Δ high": d["high"], "Δ seed min": d["seed_min"],
+                    "Δ seed max": d["seed_max"]}
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["row", "N"], kind="mergesort").reset_index(drop=True)

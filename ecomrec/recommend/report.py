@@ -7,7 +7,7 @@ import pandas as pd
 
 from ecomrec import config as C
 from ecomrec import reporting
-from ecomrec.metrics import bootstrap_ci, paired_bootstrap, verdict
+from ecomrec.metrics import bootstrap_ci, paired_bootstrap, seed_pooled_paired, verdict
 from ecomrec.recommend.evaluate import rank_metrics
 
 # RecBole 1.2.1 on the same Office 5-core file (LS valid_and_test, time order, full ranking, seed 2020),
@@ -59,6 +59,45 @@ def paired(per_user: dict[str, pd.DataFrame], candidate: str, references, metric
             reporting.record(f"{key}_low", d["low"])
             reporting.record(f"{key}_high", d["high"])
     return pd.DataFrame(rows).set_index("reference")
+
+
+def seeds_table(ndcg: dict[str, list[pd.Series]], fits: dict[str, list], reference: str, seed: int = C.SEED,
+                record_as: str | None = None, k: int = 10) -> pd.DataFrame:
+    """One row per trained variant, over training seeds: `ndcg[name]` holds one per-user NDCG@k series per seed
+    (the same users, seeds paired by position) and `fits[name]` the fitted SASRec models in the same order.
+    Columns: seeds; mean optimiser steps and passes over its sequences; how many seeds ended at a budget rather
+    than by patience; test NDCG@k of the seed-averaged per-user scores and the range of the per-seed means;
+    against `reference`, the paired Δ and
+    its 95 % interval, the per-seed Δ range and the verdict. With `record_as` (e.g. "rec/test_seeds"), records
+    `<record_as>/<name>/ndcg@k` and `<record_as>/<name>_vs_<reference>/ndcg@k_delta` (+ `_low`, `_high`,
+    `_seed_min`, `_seed_max`)."""
+    rows = []
+    for name, series in ndcg.items():
+        if len(series) != len(fits[name]):
+            raise ValueError(f"{name}: {len(series)} score series but {len(fits[name])} fits")
+        users = series[0].index
+        row = {"variant": name, "seeds": len(series), "steps": np.mean([f.steps for f in fits[name]]),
+               "passes": np.mean([f.steps / f.steps_per_epoch for f in fits[name]]),
+               "budget stops": sum(f.stopped != "patience" for f in fits[name]),
+               f"test NDCG@{k}": float(np.mean([s.loc[users].to_numpy() for s in series], axis=0).mean()),
+               "NDCG seed min": min(float(s.mean()) for s in series), "NDCG seed max": max(float(s.mean()) for s in series)}
+        if record_as:
+            key = f"{record_as}/{reporting.metric_key(name)}/ndcg@{k}"
+            reporting.record(key, row[f"test NDCG@{k}"])
+            reporting.record(f"{key}_seed_min", row["NDCG seed min"])
+            reporting.record(f"{key}_seed_max", row["NDCG seed max"])
+        if name != reference:
+            d = seed_pooled_paired([s.loc[users].to_numpy() for s in ndcg[reference]], [s.loc[users].to_numpy() for s in series],
+                                   seed=seed)
+            row |= {"Δ": d["diff"], "low": d["low"], "high": d["high"], "seed min": d["seed_min"],
+                    "seed max": d["seed_max"], "verdict": verdict(d["low"], d["high"])}
+            if record_as:
+                key = f"{record_as}/{reporting.metric_key(name)}_vs_{reporting.metric_key(reference)}/ndcg@{k}_delta"
+                for suffix, stat in (("", "diff"), ("_low", "low"), ("_high", "high"), ("_seed_min", "seed_min"),
+                                     ("_seed_max", "seed_max")):
+                    reporting.record(f"{key}{suffix}", d[stat])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")
 
 
 def search_table(tuned: dict) -> pd.DataFrame:

@@ -8,6 +8,7 @@ cheap and converges faster than the original one-negative binary loss.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Callable, Sequence
@@ -92,19 +93,28 @@ class SASRec(Recommender):
 
     def fit(self, events: pd.DataFrame, extra_sequences: Sequence[Sequence] | None = None,
             progress: bool = False, valid_targets: dict | None = None, patience: int = 5,
-            on_epoch: Callable[[int, float], None] | None = None, k: int = 10) -> "SASRec":
+            on_epoch: Callable[[int, float], None] | None = None, k: int = 10,
+            max_steps: int | None = None, eval_every: int | None = None) -> "SASRec":
         """Train on each user's history (and `extra_sequences`, e.g. 02's augmented views).
 
-        With `valid_targets` ({user: held-out item}), NDCG@k on them is measured after every epoch; training
-        stops once it has not improved for `patience` epochs (or at `epochs`), and the weights of the best
-        epoch are restored. `on_epoch(epoch, valid_ndcg)` is called after each epoch (an Optuna pruner
-        raises from it). Records `history` (epoch, loss, seconds[, valid NDCG@k]), `epoch_seconds`, and with
-        `valid_targets` also `best_epoch`, `best_valid` and `stopped` ("patience" or "epoch budget").
+        Training runs in *rounds*: one epoch each, or `eval_every` optimiser steps each when given (a round
+        may then cross an epoch boundary). It ends after `epochs` passes over the sequences or, when given,
+        `max_steps` optimiser steps, whichever comes first. With `valid_targets` ({user: held-out item}),
+        NDCG@k on them is measured after every round; training stops once it has not improved for
+        `patience` rounds, and the weights of the best round are restored. `on_epoch(round, valid_ndcg)` is
+        called after each round (an Optuna pruner raises from it). Records `history` (epoch = the round,
+        steps, passes, loss, seconds[, valid NDCG@k]), `steps_per_epoch`, `steps` (optimiser steps run),
+        `epoch_seconds` (training time per pass, evaluations excluded), and with `valid_targets` also
+        `best_epoch` (the best round), `best_steps`, `best_valid` and `stopped` ("patience", "epoch budget"
+        or "step budget").
         """
         from ecomrec.recommend.evaluate import mean_ndcg
 
         if patience < 1:
             raise ValueError(f"patience must be at least 1, got {patience}")
+        for name, value in (("max_steps", max_steps), ("eval_every", eval_every)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None), got {value}")
         self._prepare(events)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
@@ -115,15 +125,23 @@ class SASRec(Recommender):
         if not sequences:
             raise ValueError("no sequence has two items to learn a next-item step from")
         lengths = np.array([min(len(seq), self.config["max_len"] + 1) for seq in sequences])
+        self.steps_per_epoch = self._batches_per_epoch(len(sequences))
+        total = self.epochs * self.steps_per_epoch if max_steps is None else min(max_steps, self.epochs * self.steps_per_epoch)
+        round_steps = eval_every or self.steps_per_epoch
+        # the epochs' batch orders are drawn lazily, one epoch after the other, as the rounds consume them
+        stream = (batch for _ in range(self.epochs) for batch in self._length_bucketed_batches(lengths, rng))
         self.net = SASRecNet(len(self.items), **self.config).to(self.device)
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
         loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
-        rows, best_state, self.best_epoch, self.best_valid, self.stopped = [], None, None, -1.0, "epoch budget"
-        bar = progress_bar(range(1, self.epochs + 1), desc="SASRec epochs", disable=not progress)
+        rows, best_state, self.best_epoch, self.best_steps, self.best_valid = [], None, None, None, -1.0
+        self.steps = 0
+        self.stopped = "epoch budget" if total == self.epochs * self.steps_per_epoch else "step budget"
+        bar = progress_bar(range(1, -(-total // round_steps) + 1), desc="SASRec epochs" if eval_every is None
+                           else f"SASRec rounds of {eval_every} steps", disable=not progress)
         for epoch in bar:
-            start, total, count = time.perf_counter(), 0.0, 0
+            start, loss_sum, count = time.perf_counter(), 0.0, 0
             self.net.train()
-            for batch_rows in self._length_bucketed_batches(lengths, rng):
+            for batch_rows in itertools.islice(stream, min(round_steps, total - self.steps)):
                 batch = [sequences[i] for i in batch_rows]
                 inputs, targets = self._batch(batch)
                 inputs, targets = inputs.to(self.device), targets.to(self.device)
@@ -132,16 +150,18 @@ class SASRec(Recommender):
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-                total += loss.detach().item() * len(batch)
+                loss_sum += loss.detach().item() * len(batch)
                 count += len(batch)
-            row = {"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - start}
+                self.steps += 1
+            row = {"epoch": epoch, "steps": self.steps, "passes": self.steps / self.steps_per_epoch,
+                   "loss": loss_sum / count, "seconds": time.perf_counter() - start}
             rows.append(row)
             if valid_targets:
                 score = mean_ndcg(self, valid_targets, k)
                 row[f"valid_ndcg@{k}"] = score
                 bar.set_postfix(valid=f"{score:.4f}", best=f"{max(score, self.best_valid):.4f}", refresh=False)
                 if score > self.best_valid:
-                    self.best_valid, self.best_epoch = score, epoch
+                    self.best_valid, self.best_epoch, self.best_steps = score, epoch, self.steps
                     best_state = {name: t.detach().clone() for name, t in self.net.state_dict().items()}
                 if on_epoch is not None:
                     self.history = pd.DataFrame(rows)
@@ -150,10 +170,15 @@ class SASRec(Recommender):
                     self.stopped = "patience"
                     break
         if best_state is not None:
-            self.net.load_state_dict(best_state)  # the best epoch on valid, not the last one
+            self.net.load_state_dict(best_state)  # the best round on valid, not the last one
         self.history = pd.DataFrame(rows)
-        self.epoch_seconds = float(self.history["seconds"].mean())
+        self.epoch_seconds = float(self.history["seconds"].sum() / self.history["passes"].iloc[-1])
         return self
+
+    def _batches_per_epoch(self, n: int, pool: int = 50) -> int:
+        """How many batches `_length_bucketed_batches` cuts `n` sequences into (the same every epoch)."""
+        chunks = [min(pool * self.batch_size, n - begin) for begin in range(0, n, pool * self.batch_size)]
+        return sum(-(-size // self.batch_size) for size in chunks)
 
     def _length_bucketed_batches(self, lengths: np.ndarray, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
         """Shuffled batches of similar-length sequences: shuffle, sort each pool of `pool` batches by length,

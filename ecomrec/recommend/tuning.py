@@ -103,6 +103,40 @@ def sasrec(items: Sequence, params: dict, epochs: int, seed: int = C.SEED, devic
                   dropout=params["dropout"], learning_rate=params["learning_rate"], epochs=epochs, seed=seed, device=device)
 
 
+EQUAL_STEPS, EQUAL_EPOCHS, OWN_CONVERGENCE = "equal optimiser steps", "equal epochs", "each to its own convergence"
+
+
+def views_under_budgets(plain: SASRec, own: SASRec, train: pd.DataFrame, views: Sequence[Sequence],
+                        valid_targets: dict, patience: int, progress: bool = False) -> dict[str, SASRec]:
+    """SASRec on the real sequences plus `views` under three budget rules that tie it to `plain` (SASRec on
+    the real sequences alone, fitted with `valid_targets` and `patience`). `own` is the augmented model already
+    fitted like plain, with the full epoch budget: **each to its own convergence**. The other two are trained
+    with plain's configuration and seed, keeping their best evaluation on valid:
+
+    * **equal optimiser steps** — at most the steps plain ran, evaluated on valid every
+      `plain.steps_per_epoch` steps (at the same step counts as plain), with the same patience;
+    * **equal epochs** — at most the passes plain ran; a pass now covers the real sequences and the views,
+      so it costs more steps. When `own` stopped by patience within that many passes, it *is* this run (the
+      same seed draws the same batches, and patience ends it first), so it is returned instead of trained
+      twice.
+    """
+    if plain.best_epoch is None or own.best_epoch is None:
+        raise ValueError("plain and own must have been fitted with valid_targets: plain's steps and epochs set the budgets")
+    if own.config != plain.config or own.seed != plain.seed:
+        raise ValueError("own must have plain's configuration and seed")
+    twin = dict(items=plain.items, epochs=plain.epochs, batch_size=plain.batch_size, learning_rate=plain.learning_rate,
+                seed=plain.seed, device=plain.device, **plain.config)
+    fits = {OWN_CONVERGENCE: own}
+    fits[EQUAL_STEPS] = SASRec(**twin).fit(train, extra_sequences=views, valid_targets=valid_targets, patience=patience,
+                                           progress=progress, max_steps=plain.steps, eval_every=plain.steps_per_epoch)
+    if own.stopped == "patience" and len(own.history) <= len(plain.history):
+        fits[EQUAL_EPOCHS] = own
+    else:
+        fits[EQUAL_EPOCHS] = SASRec(**(twin | {"epochs": len(plain.history)})).fit(
+            train, extra_sequences=views, valid_targets=valid_targets, patience=patience, progress=progress)
+    return fits
+
+
 def spaces(items: Sequence, train: pd.DataFrame, valid_targets: dict, seed: int = C.SEED, device: str = "cpu",
            sasrec_epochs: int = 60, patience: int = 5, extra_sequences: Sequence | None = None) -> dict[str, Space]:
     """The course's searches: ItemKNN (neighbours, shrinkage), EASE (λ), ALS and BPR (factors,

@@ -45,6 +45,17 @@ def test_searches_ran_their_budgets_and_sasrec_early_stopped_on_valid(metrics):
         assert metrics[f"rec/train/{model}/epoch_seconds"] > 0
 
 
+def test_sequence_views_are_compared_under_each_budget_rule_over_seeds(metrics):
+    plain = "rec/test_seeds/SASRec/ndcg@10"
+    # seed 0's plain SASRec is the main table's: the seeds' range holds it
+    assert metrics[f"{plain}_seed_min"] <= metrics["rec/test/SASRec/ndcg@10"] <= metrics[f"{plain}_seed_max"]
+    for rule in ("each_to_its_own_convergence", "equal_optimiser_steps", "equal_epochs"):
+        key = f"rec/test_seeds/SASRec_plus_views_{rule}_vs_SASRec/ndcg@10_delta"
+        assert metrics[f"{key}_low"] <= metrics[key] <= metrics[f"{key}_high"], rule
+        assert metrics[f"{key}_seed_min"] <= metrics[key] + 1e-12 and metrics[key] <= metrics[f"{key}_seed_max"] + 1e-12, rule
+    assert metrics["rec/train/sequence_view_rules/seconds"] > 0
+
+
 def test_second_protocol_augmentation_and_cold_items(metrics):
     assert metrics["rec/test_temporal/protocol/users"] > 50
     assert -1 <= metrics["rec/test_temporal/protocol/spearman_vs_leave_one_out"] <= 1

@@ -106,6 +106,22 @@ def test_paired_bootstrap_detects_a_real_difference_only():
     assert same["low"] < 0 < same["high"] and same["p_value"] > 0.05
 
 
+def test_seed_pooled_paired_averages_seeds_before_pairing_and_reports_the_seed_range():
+    rng = np.random.default_rng(1)
+    reference = [rng.random(300) for _ in range(3)]
+    offsets = [0.02, -0.01, 0.05]  # one seed alone could show anything from -0.01 to +0.05
+    candidate = [r + o for r, o in zip(reference, offsets)]
+    d = M.seed_pooled_paired(reference, candidate)
+    assert d["diff"] == pytest.approx(np.mean(offsets))
+    assert (d["seed_min"], d["seed_max"]) == (pytest.approx(-0.01), pytest.approx(0.05))
+    by_hand = M.paired_bootstrap(np.mean(reference, axis=0), np.mean(candidate, axis=0))
+    assert (d["low"], d["high"]) == (by_hand["low"], by_hand["high"])
+    with pytest.raises(ValueError, match="same number"):
+        M.seed_pooled_paired(reference, candidate[:2])
+    with pytest.raises(ValueError, match="same number"):
+        M.seed_pooled_paired([], [])
+
+
 def test_beyond_accuracy():
     recs = pd.Series([["a", "b"], ["a", "c"]])
     assert M.catalog_coverage(recs, 10) == pytest.approx(0.3)

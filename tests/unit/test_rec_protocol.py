@@ -281,3 +281,89 @@ def test_recbole_popularity_counts_batches_not_interactions():
     assert np.array_equal(M.Popularity(items).fit(events).counts[:3], [6, 2, 1])  # the course's count, for contrast
     with pytest.raises(ValueError, match="batch_positives"):
         M.RecBolePopularity(items, batch_positives=0)
+
+
+def test_a_step_budget_with_evaluations_every_few_steps():
+    names, loo = chain_data()
+    config = dict(hidden=8, layers=1, heads=1, max_len=8, dropout=0.0, epochs=30, batch_size=8, learning_rate=3e-2)
+    per_epoch = SASRec(names, **config).fit(loo.train, valid_targets=loo.targets("valid"), patience=30)
+    stepped = SASRec(names, **config).fit(loo.train, valid_targets=loo.targets("valid"), patience=30,
+                                          max_steps=2 * per_epoch.steps_per_epoch + 3, eval_every=per_epoch.steps_per_epoch)
+    # evaluated at the same step counts as the epoch-wise run, plus once where the budget ends
+    assert stepped.history["steps"].tolist() == [per_epoch.steps_per_epoch, 2 * per_epoch.steps_per_epoch, stepped.steps]
+    assert stepped.steps == 2 * per_epoch.steps_per_epoch + 3 and stepped.stopped == "step budget"
+    # the same seed draws the same batches: the first two rounds are the epoch-wise run's first two epochs
+    assert np.allclose(stepped.history["loss"].iloc[:2], per_epoch.history["loss"].iloc[:2])
+    assert np.allclose(stepped.history["valid_ndcg@10"].iloc[:2], per_epoch.history["valid_ndcg@10"].iloc[:2])
+    best = stepped.history.loc[stepped.history["valid_ndcg@10"].idxmax()]
+    assert (stepped.best_epoch, stepped.best_steps) == (best["epoch"], best["steps"])
+    assert stepped.history["passes"].iloc[-1] == pytest.approx(stepped.steps / stepped.steps_per_epoch)
+    for bad in (dict(max_steps=0), dict(eval_every=0)):
+        with pytest.raises(ValueError, match="at least 1"):
+            SASRec(names, **config).fit(loo.train, **bad)
+
+
+def test_views_under_budgets_tie_the_augmented_run_to_plain_sasrec():
+    names, loo = chain_data()
+    config = dict(hidden=8, layers=1, heads=1, max_len=8, dropout=0.0, batch_size=8, learning_rate=3e-2)
+    plain = SASRec(names, epochs=8, **config).fit(loo.train, valid_targets=loo.targets("valid"), patience=2)
+    views = [list(s) for s in loo.train.groupby(C.COL_USER)[C.COL_ITEM].agg(list)] * 2  # many extra sequences
+    own = SASRec(names, epochs=8, **config).fit(loo.train, extra_sequences=views, valid_targets=loo.targets("valid"),
+                                                patience=2)
+    fits = T.views_under_budgets(plain, own, loo.train, views, loo.targets("valid"), patience=2)
+    steps, epochs = fits[T.EQUAL_STEPS], fits[T.EQUAL_EPOCHS]
+    assert fits[T.OWN_CONVERGENCE] is own
+    assert steps.steps_per_epoch > plain.steps_per_epoch  # an epoch over the views is longer
+    assert steps.steps <= plain.steps and set(steps.history["steps"]) <= {
+        *range(plain.steps_per_epoch, plain.steps + 1, plain.steps_per_epoch), steps.steps}
+    assert len(epochs.history) <= len(plain.history) and epochs.steps > len(epochs.history) * plain.steps_per_epoch
+    for fit in fits.values():
+        assert fit.config == plain.config and fit.seed == plain.seed and fit.best_epoch is not None
+    # equal epochs re-uses `own` only where training it would repeat `own` exactly
+    trained = SASRec(names, epochs=len(plain.history), **config).fit(
+        loo.train, extra_sequences=views, valid_targets=loo.targets("valid"), patience=2)
+    assert own.stopped == "patience" and len(own.history) <= len(plain.history)  # these data make it the re-use case
+    assert epochs is own
+    assert np.allclose(trained.history["valid_ndcg@10"], own.history["valid_ndcg@10"])
+    assert np.allclose(trained.history["loss"], own.history["loss"])
+    long_own = SASRec(names, epochs=len(plain.history) + 3, **config).fit(
+        loo.train, extra_sequences=views, valid_targets=loo.targets("valid"), patience=100)  # runs past plain's epochs
+    again = T.views_under_budgets(plain, long_own, loo.train, views, loo.targets("valid"), patience=2)[T.EQUAL_EPOCHS]
+    assert again is not long_own and len(again.history) <= len(plain.history)
+    assert np.allclose(again.history["valid_ndcg@10"], trained.history["valid_ndcg@10"])
+    unvalidated = SASRec(names, epochs=1, **config).fit(loo.train)
+    with pytest.raises(ValueError, match="valid_targets"):
+        T.views_under_budgets(unvalidated, own, loo.train, views, loo.targets("valid"), patience=2)
+    with pytest.raises(ValueError, match="configuration and seed"):
+        T.views_under_budgets(plain, SASRec(names, epochs=2, seed=3, **config).fit(
+            loo.train, valid_targets=loo.targets("valid")), loo.train, views, loo.targets("valid"), patience=2)
+
+
+def test_seeds_table_pools_seeds_and_records_every_comparison(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from ecomrec import reporting
+    from ecomrec.recommend.report import seeds_table
+
+    monkeypatch.setattr(reporting, "_current", None)
+    reporting.start("05_hybrid_recommendation", tmp_path / "metrics")
+    users = pd.Index([f"u{i}" for i in range(200)], name=C.COL_USER)
+    rng = np.random.default_rng(0)
+    plain = [pd.Series(rng.random(200), index=users) for _ in range(2)]
+    better = [p + 0.1 + rng.normal(0, 0.02, 200) for p in plain]
+    fit = lambda steps, stopped: SimpleNamespace(steps=steps, steps_per_epoch=10, stopped=stopped)
+    fits = {"SASRec": [fit(100, "patience"), fit(120, "patience")],
+            "SASRec + views, equal epochs": [fit(300, "patience"), fit(250, "epoch budget")]}
+    ndcg = {"SASRec": plain, "SASRec + views, equal epochs": [b.iloc[::-1] for b in better]}  # user order must not matter
+    table = seeds_table(ndcg, fits, "SASRec", record_as="rec/test_seeds")
+    row = table.loc["SASRec + views, equal epochs"]
+    assert row["Δ"] == pytest.approx(0.1, abs=0.005) and row["verdict"] == "helped" and row["budget stops"] == 1
+    assert (row["steps"], row["passes"], row["seeds"]) == (275, 27.5, 2)
+    assert table.loc["SASRec", "NDCG seed min"] == pytest.approx(min(p.mean() for p in plain))
+    saved = reporting.load_metrics(tmp_path / "metrics")["05_hybrid_recommendation"]
+    key = "rec/test_seeds/SASRec_plus_views_equal_epochs_vs_SASRec/ndcg@10_delta"
+    assert saved[key] == pytest.approx(row["Δ"]) and saved[f"{key}_low"] < saved[key] < saved[f"{key}_high"]
+    per_seed = [float((b - p).mean()) for b, p in zip(better, plain)]
+    assert (saved[f"{key}_seed_min"], saved[f"{key}_seed_max"]) == (pytest.approx(min(per_seed)), pytest.approx(max(per_seed)))
+    with pytest.raises(ValueError, match="score series"):
+        seeds_table(ndcg, {**fits, "SASRec": fits["SASRec"][:1]}, "SASRec")
