@@ -73,6 +73,7 @@ class Profile:
     llm_products: int | None = 80  # Home Depot products the SmolLM2 LoRA writer covers on a CPU; None = all (04b)
     curve_sizes: tuple[int | None, ...] = (0, 30, 100, None)  # real training queries N of the data-efficiency curve; None = all (06)
     curve_seeds: int = 3  # seeds (subsets, synthetic samples, training order) of every curve point below N = all (06)
+    curve_fewshot_products: int = 60  # covered products the N-respecting few-shot SmolLM2 writer prompts, per seed (06)
     llm_office_items: int | None = 24  # Office items given SmolLM2 queries and a description; None = all (04b)
 
 
@@ -93,7 +94,8 @@ PROFILES: dict[str, Profile] = {
                     cross_eval_every=150, cross_max_epochs=0.4, rerank_valid_queries=300, rerank_depths=(10, 20, 50), rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
                     sasrec_patience=5, sasrec_trials=8, rec_trials=30, rec_seeds=3,
                     latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
-                    llm_products=5_000, llm_office_items=None, curve_sizes=(0, 100, 300, 1_000, 3_000, None)),
+                    llm_products=5_000, llm_office_items=None, curve_sizes=(0, 100, 300, 1_000, 3_000, None),
+                    curve_fewshot_products=1_400),
 }
 
 

@@ -31,6 +31,7 @@ from ecomrec.notebook import quiet_libraries
 
 quiet_libraries()  # first, before the libraries load: no loading bars or widget warnings on the page
 
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -42,6 +43,8 @@ from ecomrec import config as C
 from ecomrec import online as O
 from ecomrec import reporting
 from ecomrec.augment import llm
+from ecomrec.augment.filters import explode_generated, filter_queries
+from ecomrec.augment.generators import for_generation, generation_dtype
 from ecomrec.notebook import begin, finish
 from ecomrec.data.pairs import RELEVANT, judged_pairs
 from ecomrec.metrics import bootstrap_ci, compare_with_ranx, paired_bootstrap, verdict
@@ -73,7 +76,8 @@ ids, titles = products[C.COL_PRODUCT_ID].to_numpy(), products[C.COL_TITLE].tolis
 query_text = frames["homedepot/queries"].set_index(C.COL_QUERY_ID)[C.COL_QUERY]
 qrels = R.search_qrels(frames, "test")
 test_ids = qrels[C.COL_QUERY_ID].unique()
-bm25_run = R.run_frame(test_ids, *BM25Index(ids, titles).search_matched(query_text.loc[test_ids].tolist(), k=100))
+bm25 = BM25Index(ids, titles)
+bm25_run = R.run_frame(test_ids, *bm25.search_matched(query_text.loc[test_ids].tolist(), k=100))
 # ranx takes integer grades. Home Depot grades are averages of three raters, stored rounded (2.33 for 7/3),
 # so both implementations get the integer gains 3 × (grade − 1); NDCG is scale-free and the other metrics
 # only ask gain > 0, so the scaling changes nothing but the rounding
@@ -120,15 +124,46 @@ checks.style.format({"ecomrec": "{:.4f}", "ranx": "{:.4f}", "difference": "{:.1e
 #   real queries. Templates know none. The from-scratch model and the SmolLM2 LoRA writer were trained on pairs
 #   of *all* training queries, so below N = all their rows are **upper bounds** (hollow markers; the table's
 #   "upper bound" column): they show what such data can add at best, not what a writer limited to N would add.
+#   One writer is built here to respect N: **SmolLM2 few-shot** (`04b`'s prompt with 3 examples), whose examples
+#   are drawn, for each seed, from that seed's N = 100 subset only (`efficiency.writer_examples`). It writes
+#   queries for a seeded sample of the covered products (the same products for every seed), `02`'s round trip
+#   filters them, and each seed's row adds pairs from its own writer. It respects every N ≥ 100; at N = 0 it is
+#   an upper bound too (it saw 100 queries).
 #
 # What the shortcut leaves out: MiniLM's own weights never move. The last cell compares the N = all point with
 # `04`'s two-tower model, which fine-tunes every weight on the same pairs.
 
 # %%
+FEW_SHOT_N, FEW_SHOT_K, QUERIES_PER_PRODUCT, ROUND_TRIP_K = 100, 3, 2, 10  # 04b's few-shot writer, 02's filter
+FEW_SHOT_ROW = f"SmolLM2 few-shot (examples from the first {FEW_SHOT_N})"
+if FEW_SHOT_N not in profile.curve_sizes:
+    raise ValueError(f"the few-shot writer's subset N = {FEW_SHOT_N} must be a point of the curve {profile.curve_sizes}")
 r04b = recorded["04b_llm_synthesis"]
 train_pairs = judged_pairs(frames, "train", RELEVANT)
 train_ids = train_pairs[C.COL_QUERY_ID].unique()
 covered = llm.coverage_sample(products, int(r04b["llm/all/SmolLM2_LoRA/products"]), seed=SEED)[C.COL_PRODUCT_ID]
+curve_seeds = [SEED + i for i in range(profile.curve_seeds)]
+prompted = llm.coverage_sample(products[products[C.COL_PRODUCT_ID].isin(covered)],
+                               min(profile.curve_fewshot_products, len(covered)), seed=SEED)
+base, tokenizer = llm.load_smollm2(root / "llm" / "smollm2")  # 04b's cached copy
+writer_model, minilm = for_generation(base, generation_dtype(device)), load_minilm(device)
+minilm_index = DenseIndex(ids, np.load(root / "augment" / "minilm_homedepot_products.npy"))  # bm25: section 1's
+fewshot, start = {}, time.perf_counter()
+for seed in curve_seeds:
+    examples = E.writer_examples(train_pairs, E.nested_subsets(train_ids, [FEW_SHOT_N], seed)[FEW_SHOT_N], FEW_SHOT_K, seed)
+    writer = llm.ChatQueryGenerator(writer_model, tokenizer, name="smollm2-few-shot", examples=examples, seed=seed,
+                                    device=device, batch_size=64, oversample=1)
+    written = writer.generate(prompted[C.COL_TITLE].tolist(), QUERIES_PER_PRODUCT, progress=True)
+    fewshot[seed] = filter_queries(explode_generated(prompted[C.COL_PRODUCT_ID].to_numpy(), prompted[C.COL_TITLE].tolist(),
+                                                     written, FEW_SHOT_ROW), bm25, minilm_index, minilm, k=ROUND_TRIP_K)
+    print(f"seed {seed}: examples {examples}\n  {len(fewshot[seed]):,} queries, {fewshot[seed]['keep'].mean():.0%} kept")
+fewshot_seconds = time.perf_counter() - start
+reporting.record(f"curve/train/{reporting.metric_key(FEW_SHOT_ROW)}/seconds", fewshot_seconds)
+reporting.record(f"curve/train/{reporting.metric_key(FEW_SHOT_ROW)}/products_per_second",
+                 len(prompted) * len(curve_seeds) / fewshot_seconds)
+print(f"{len(prompted):,} products × {len(curve_seeds)} seeds in {fewshot_seconds:.0f} s")
+
+# %%
 synthetic = pd.read_parquet(root / "augment" / "synthetic_queries_homedepot.parquet")
 smollm2 = pd.read_parquet(root / "llm" / "smollm2_queries_homedepot.parquet")
 if not smollm2[C.COL_PRODUCT_ID].isin(covered).all():
@@ -137,23 +172,26 @@ pools = {"SmolLM2 LoRA (04b)": smollm2[smollm2["keep"]],
          "templates (02)": synthetic[synthetic["keep"] & (synthetic["generator"] == "templates")],
          "scratch model (02)": synthetic[synthetic["keep"] & (synthetic["generator"] == "scratch-sample")]}
 pools = {name: pool[pool[C.COL_PRODUCT_ID].isin(covered)] for name, pool in pools.items()}
+fewshot_pools = {seed: frame[frame["keep"]] for seed, frame in fewshot.items()}  # one per seed
+smallest = min(fewshot_pools.values(), key=len)
 writer_saw = {"SmolLM2 LoRA (04b)": len(train_ids), "templates (02)": None, "scratch model (02)": len(train_ids)}
-for name, pool in pools.items():
+for name, pool in (pools | {FEW_SHOT_ROW: smallest}).items():  # the few-shot row: its smallest seed's pool
     reporting.record(f"curve/train/{reporting.metric_key(name)}/pool_pairs", len(pool))
     reporting.record(f"curve/train/{reporting.metric_key(name)}/pool_products", pool[C.COL_PRODUCT_ID].nunique())
-curve_left_out = {name: len(pool) for name, pool in pools.items() if len(pool) < BATCH_SIZE}
+curve_left_out = {name: len(pool) for name, pool in (pools | {FEW_SHOT_ROW: smallest}).items() if len(pool) < BATCH_SIZE}
 for name, size in curve_left_out.items():
     print(f"LEFT OUT: real + {name} — its pool on the covered products has {size:,} pairs, fewer than one batch")
 pools = {name: pool for name, pool in pools.items() if name not in curve_left_out}
-S = min(len(pool) for pool in pools.values()) if pools else 0
+fewshot_pools = {} if FEW_SHOT_ROW in curve_left_out else fewshot_pools
+S = min(len(pool) for pool in [*pools.values(), *fewshot_pools.values()]) if pools or fewshot_pools else 0
 reporting.record("curve/train/all/synthetic_pairs_added", S)
 reporting.record("curve/train/all/rows_left_out", len(curve_left_out))
 reporting.record("curve/train/all/covered_products", len(covered))
 print(f"{len(train_ids):,} real training queries ({len(train_pairs):,} pairs); {len(covered):,} covered products; "
-      f"S = {S:,} synthetic pairs added per row; pools: " + ", ".join(f"{n} {len(p):,}" for n, p in pools.items()))
+      f"S = {S:,} synthetic pairs added per row; pools: " + ", ".join(f"{n} {len(p):,}" for n, p in pools.items())
+      + "".join(f", {FEW_SHOT_ROW} seed {seed} {len(p):,}" for seed, p in fewshot_pools.items()))
 
 # %%
-minilm = load_minilm(device)
 row_of_product = pd.Series(np.arange(len(ids)), index=ids)
 row_of_query = pd.Series(np.arange(len(train_ids)), index=train_ids)
 catalogue = np.load(root / "augment" / "minilm_homedepot_products.npy")  # 02's zero-shot MiniLM catalogue pass
@@ -161,10 +199,16 @@ valid_qrels = R.search_qrels(frames, "valid")
 valid_ids = valid_qrels[C.COL_QUERY_ID].unique()
 real_vectors, valid_vectors, test_vectors = (encode(minilm, query_text.loc[q].tolist(), progress=True)
                                              for q in (train_ids, valid_ids, test_ids))
-sources = {name: E.Source(encode(minilm, pool[C.COL_QUERY].tolist()), row_of_product[pool[C.COL_PRODUCT_ID]].to_numpy(),
-                          writer_saw[name]) for name, pool in pools.items()}
+
+
+def as_source(pool: pd.DataFrame, saw: int | None) -> E.Source:
+    return E.Source(encode(minilm, pool[C.COL_QUERY].tolist()), row_of_product[pool[C.COL_PRODUCT_ID]].to_numpy(), saw)
+
+
+sources = {name: as_source(pool, writer_saw[name]) for name, pool in pools.items()}
+if fewshot_pools:
+    sources[FEW_SHOT_ROW] = {seed: as_source(pool, FEW_SHOT_N) for seed, pool in fewshot_pools.items()}
 valid_scorer, test_scorer = E.NdcgScorer(valid_ids, ids, valid_qrels), E.NdcgScorer(test_ids, ids, qrels)
-curve_seeds = [SEED + i for i in range(profile.curve_seeds)]
 
 
 def score_valid(fit) -> float:
@@ -215,7 +259,7 @@ curve.style.format({c: "{:.3f}" for c in ("NDCG@10", "low", "high")} | {c: "{:+.
 fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
 position = {n: i for i, n in enumerate(sorted(curve["N"].unique()))}
 for (name, rows), colour in zip(curve.groupby("row", sort=False), plt.cm.tab10.colors):
-    shift = 0.06 * (list(curve["row"].unique()).index(name) - 1.5)
+    shift = 0.06 * (list(curve["row"].unique()).index(name) - (curve["row"].nunique() - 1) / 2)
     for ax, (y, low, high) in zip(axes[:2], (("NDCG@10", "low", "high"), ("Δ", "Δ low", "Δ high"))):
         rows_here = rows.dropna(subset=[y])
         x = rows_here["N"].map(position) + shift
@@ -529,9 +573,10 @@ finish("eval", notebook_start)
 
 # %% [markdown]
 # ## Exercises
-# 1. The curve's SmolLM2 and from-scratch rows are upper bounds below N = all (their writers saw every training
-#    query). Write a few-shot SmolLM2 pool whose examples come from the N = 100 subset only
-#    (`efficiency.nested_subsets`) and add it as a row. Does the row stay above real only at N = 100?
+# 1. The curve's SmolLM2 LoRA and from-scratch rows are upper bounds below N = all (their writers saw every
+#    training query). Train the LoRA writer (`04b`, `llm.train_query_lora`) on the pairs of the N = 1,000 subset
+#    only, write queries for the covered products and add it as a row. Does it stay above real only at N = 1,000,
+#    and how far does it fall below the upper bound?
 # 2. Re-run the negatives ablation with twice the steps. Which verdicts change? What does that say about budgets?
 # 3. Change the click model so users click irrelevant products with probability 0.05. How many more
 #    impressions does interleaving need?

@@ -60,6 +60,21 @@ def upper_bound(writer_saw: int | None, n: int) -> bool:
     return writer_saw is not None and writer_saw > n
 
 
+def writer_examples(train_pairs: pd.DataFrame, subset_ids: Sequence, k: int, seed: int) -> list[tuple[str, str]]:
+    """k (title, query) few-shot examples drawn only from the pairs of the queries `subset_ids` (a nested subset,
+    `nested_subsets`), so a writer prompted with them knows only that subset: it respects every N whose subset
+    holds this one (`upper_bound(len(subset_ids), n)` is False). Refuses a subset with queries that are not in
+    `train_pairs` (a subset of another split, or of another pool)."""
+    from ecomrec.augment.llm import few_shot_examples
+
+    subset_ids = pd.Index(subset_ids)
+    missing = subset_ids.difference(train_pairs[C.COL_QUERY_ID])
+    if len(missing):
+        raise ValueError(f"{len(missing)} subset queries have no training pair, e.g. {list(missing[:3])}")
+    pool = train_pairs[train_pairs[C.COL_QUERY_ID].isin(subset_ids)]
+    return few_shot_examples(pool, k, seed, query_col=C.COL_QUERY, title_col=C.COL_TITLE)
+
+
 class QueryMap(nn.Module):
     """q' = normalise(q + W2 gelu(W1 q)): a residual two-layer map of fixed query vectors; W2 = 0 at the start."""
 
@@ -191,55 +206,81 @@ def train_adapters(query_vectors: np.ndarray, query_index: Sequence[int], produc
 @dataclass
 class Source:
     """Synthetic training pairs: their query vectors, the catalogue row of each pair's product, and how many real
-    training queries the writer saw (None: none, e.g. templates)."""
+    training queries the writer saw (None: none, e.g. templates). A row of the curve whose writer differs per
+    seed (e.g. few-shot examples drawn from each seed's own nested subset) is a dict {seed: Source}."""
 
     vectors: np.ndarray
     product_rows: np.ndarray
     writer_saw: int | None
 
 
+def source_for(source: "Source | dict[int, Source]", seed: int) -> Source:
+    """The pairs a curve row adds at `seed`: the source itself, or its seed's entry when it is one per seed."""
+    if not isinstance(source, dict):
+        return source
+    if seed not in source:
+        raise ValueError(f"a per-seed source has no pairs for seed {seed} (it has {sorted(source)})")
+    return source[seed]
+
+
+def writer_saw(source: "Source | dict[int, Source]") -> int | None:
+    """How many real training queries the row's writer saw (the same for every seed of a per-seed source)."""
+    saw = {s.writer_saw for s in (source.values() if isinstance(source, dict) else [source])}
+    if len(saw) != 1:
+        raise ValueError(f"a per-seed source's writers must have seen the same number of real queries, got {saw}")
+    return saw.pop()
+
+
 def run_curve(real_vectors: np.ndarray, real_query_ids: Sequence, real_pairs: tuple[np.ndarray, np.ndarray],
-              sources: dict[str, Source], catalogue: np.ndarray, sizes: Sequence[int | None], seeds: Sequence[int],
+              sources: dict[str, Source | dict[int, Source]], catalogue: np.ndarray, sizes: Sequence[int | None], seeds: Sequence[int],
               synthetic_pairs: int, score_valid: Callable[[AdapterFit], float], score_test: Callable[[AdapterFit], np.ndarray],
               zero_shot_test: np.ndarray, *, seeds_at_all: int = 1, progress: bool = False,
               **train_kwargs) -> tuple[dict[tuple[str, int, int], np.ndarray], dict[tuple[str, int, int], AdapterFit]]:
     """Train every point of the curve and score it on test.
 
     Row "real only" trains on the pairs of the N real queries of `nested_subsets(real_query_ids, sizes, seed)`;
-    each source's row adds `synthetic_pairs` of its pairs (a seeded sample) to the same N real ones. N = 0 is
-    zero-shot for "real only" (`zero_shot_test`, untrained) and the synthetic pairs alone for a source. The seed
+    each source's row adds `synthetic_pairs` of its pairs (a seeded sample; a per-seed source draws from its seed's
+    entry) to the same N real ones. N = 0 is zero-shot for "real only" (`zero_shot_test`, untrained) and the
+    synthetic pairs alone for a source. The seed
     draws the subsets, the synthetic sample and the training order; N = all (every real query) is trained with the
     first `seeds_at_all` seeds only. `real_pairs` = (row of each pair's query in `real_vectors`, catalogue row of its
     product), with `real_query_ids` the id of each row of `real_vectors`. Returns per-query test scores and fits,
     keyed by (row, N, seed)."""
     real_query_ids = np.asarray(real_query_ids)
     real_rows, real_products = (np.asarray(a, dtype=np.int64) for a in real_pairs)
-    short = {name: len(s.product_rows) for name, s in sources.items() if len(s.product_rows) < synthetic_pairs}
+    short = {(name, seed): len(source_for(s, seed).product_rows) for name, s in sources.items() for seed in seeds
+             if len(source_for(s, seed).product_rows) < synthetic_pairs}
     if short:
-        raise ValueError(f"sources with fewer than {synthetic_pairs} pairs: {short}")
+        raise ValueError(f"sources with fewer than {synthetic_pairs} pairs (row, seed): {short}")
+    for source in sources.values():
+        writer_saw(source)  # one count per row
     subsets = {seed: nested_subsets(real_query_ids, sizes, seed) for seed in seeds}
     n_all = len(np.unique(real_query_ids))
     plan = [(name, n, seed) for seed_number, seed in enumerate(seeds) for n in subsets[seed]
             if n < n_all or seed_number < seeds_at_all
             for name in ("real only", *sources) if n > 0 or name != "real only"]
-    with_source = {name: np.concatenate([real_vectors, source.vectors]) for name, source in sources.items()}
+    joined = {}  # real + the row's synthetic vectors, once per row (once per seed for a per-seed row)
+    for name, source in sources.items():
+        for seed in (seeds if isinstance(source, dict) else seeds[:1]):
+            joined[(name, seed if isinstance(source, dict) else None)] = np.concatenate(
+                [real_vectors, source_for(source, seed).vectors])
     scores = {("real only", 0, seed): np.asarray(zero_shot_test) for seed in seeds if 0 in sizes}
     fits = {}
     for name, n, seed in progress_bar(plan, desc="curve points", disable=not progress):
         chosen = np.isin(real_query_ids[real_rows], subsets[seed][n])
         vectors, rows, products = real_vectors, real_rows[chosen], real_products[chosen]
         if name != "real only":
-            source = sources[name]
+            source = source_for(sources[name], seed)
             picked = np.random.default_rng(seed).choice(len(source.product_rows), synthetic_pairs, replace=False)
             rows = np.concatenate([rows, len(real_vectors) + picked])
             products = np.concatenate([products, source.product_rows[picked]])
-            vectors = with_source[name]
+            vectors = joined[(name, seed if isinstance(sources[name], dict) else None)]
         fit = train_adapters(vectors, rows, products, catalogue, score_valid, seed=seed, **train_kwargs)
         fits[(name, n, seed)], scores[(name, n, seed)] = fit, np.asarray(score_test(fit))
     return scores, fits
 
 
-def curve_table(scores: dict[tuple[str, int, int], np.ndarray], sources: dict[str, Source],
+def curve_table(scores: dict[tuple[str, int, int], np.ndarray], sources: dict[str, Source | dict[int, Source]],
                 fits: dict[tuple[str, int, int], LoopFit], seed: int = C.SEED, reference: str = "real only") -> pd.DataFrame:
     """One row per (row, N): mean test NDCG@10 over queries of the per-query mean over seeds, its 95 % bootstrap
     interval, the paired bootstrap Δ against `reference` at the same N (same seeds, hence the same real subsets),
@@ -252,7 +293,7 @@ def curve_table(scores: dict[tuple[str, int, int], np.ndarray], sources: dict[st
         mean, low, high = bootstrap_ci(per_query, seed=seed)
         row = {"row": name, "N": n, "seeds": len(seeds), "NDCG@10": mean, "low": low, "high": high,
                "budget stops": sum(fits[(name, n, s)].stopped != PATIENCE for s in seeds if (name, n, s) in fits),
-               "upper bound": name in sources and upper_bound(sources[name].writer_saw, n)}
+               "upper bound": name in sources and upper_bound(writer_saw(sources[name]), n)}
         paired = [s for s in seeds if (reference, n, s) in scores]
         if name != reference and paired:
             d = seed_pooled_paired([scores[(reference, n, s)] for s in paired], [scores[(name, n, s)] for s in paired],

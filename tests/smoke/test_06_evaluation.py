@@ -11,7 +11,8 @@ from ecomrec.reference import chapters
 from floors import failures
 
 pytestmark = pytest.mark.smoke
-CURVE_SOURCES = ("SmolLM2_LoRA_04b", "templates_02", "scratch_model_02")
+CURVE_SOURCES = ("SmolLM2_LoRA_04b", "templates_02", "scratch_model_02", "SmolLM2_few-shot_examples_from_the_first_100")
+WRITER_SAW = {"templates_02": 0, "SmolLM2_few-shot_examples_from_the_first_100": 100}  # the rest saw every query
 NEGATIVES = ("plus_uniform_negatives", "plus_popularity_negatives", "plus_bm25-hard_negatives",
              "plus_dense-hard_negatives", "plus_adversarial_negatives", "full-catalogue_softmax")
 
@@ -34,7 +35,8 @@ def test_every_negatives_row_has_a_paired_interval(metrics):
 
 def test_the_data_efficiency_curve(metrics):
     """At least three N values, every synthetic row's paired interval ordered, pools under one batch left out
-    (and nothing recorded for them), templates never an upper bound, the real-only rows trained with every seed."""
+    (and nothing recorded for them), templates never an upper bound, the few-shot writer one only below N = 100,
+    the real-only rows trained with every seed."""
     sizes = sorted({int(m.group(1)) for key in metrics if (m := re.match(r"curve/test/real_only_N_(\d+)/ndcg@10$", key))})
     assert metrics["curve/train/all/sizes"] == len(sizes) >= 3 and sizes[0] == 0
     pools = {row: metrics[f"curve/train/{row}/pool_pairs"] for row in CURVE_SOURCES}
@@ -50,10 +52,12 @@ def test_the_data_efficiency_curve(metrics):
             low, diff, high = (metrics[f"{key}/ndcg@10_delta{s}"] for s in ("_ci_low", "", "_ci_high"))
             assert low <= diff <= high and -1 <= diff <= 1, key
             assert metrics[f"{key}/ndcg@10_delta_seed_min"] <= metrics[f"{key}/ndcg@10_delta_seed_max"], key
-            assert metrics[f"{key}/upper_bound"] == (row != "templates_02" and n < sizes[-1]), key
+            assert metrics[f"{key}/upper_bound"] == (n < WRITER_SAW.get(row, sizes[-1])), key
     for n in sizes[1:-1]:
         assert metrics[f"curve/test/real_only_N_{n}/seeds"] == PROFILES["smoke"].curve_seeds
     assert 0 < metrics["curve/valid/all/converged_share"] <= 1
+    assert "SmolLM2_few-shot_examples_from_the_first_100" in trained  # the N-respecting writer must reach the curve
+    assert metrics["curve/train/SmolLM2_few-shot_examples_from_the_first_100/products_per_second"] > 0
 
 
 def test_online_section(metrics, smoke_dirs):

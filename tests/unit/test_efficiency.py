@@ -141,3 +141,63 @@ def test_run_curve_adds_synthetic_pairs_to_the_same_real_subset_and_tables_paire
     with pytest.raises(ValueError, match="fewer than 10 pairs"):
         run_curve(real_vectors, query_ids, (real_rows, real_products), sources, catalogue, [0], [1], 10,
                   lambda f: 0.0, score_test, np.zeros(5))
+
+
+def test_a_per_seed_source_trains_each_seed_on_its_own_pairs(monkeypatch):
+    from ecomrec.models import efficiency as E
+
+    rng = np.random.default_rng(3)
+    catalogue = rng.normal(size=(40, 6)).astype(np.float32)
+    query_ids = np.arange(20) + 100
+    real_rows, real_products = np.arange(20), rng.integers(0, 10, 20)  # real pairs: products 0-9
+    real_vectors = rng.normal(size=(20, 6)).astype(np.float32)
+    per_seed = {seed: E.Source(rng.normal(size=(6, 6)).astype(np.float32), np.full(6, 10 * seed + 10), writer_saw=5)
+                for seed in (1, 2)}  # seed 1 writes about product 20, seed 2 about product 30
+    seen = []
+    real_train = E.train_adapters
+
+    def spy(vectors, rows, products, *args, seed, **kwargs):
+        seen.append((seed, vectors, rows, products))
+        return real_train(vectors, rows, products, *args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(E, "train_adapters", spy)
+    scores, fits = E.run_curve(real_vectors, query_ids, (real_rows, real_products), {"few-shot": per_seed}, catalogue,
+                               [0, 10], seeds=[1, 2], synthetic_pairs=4, score_valid=lambda f: 0.0,
+                               score_test=lambda f: np.zeros(3), zero_shot_test=np.zeros(3), hidden=4, doc_map_rank=2,
+                               batch_size=4, negatives=5, eval_every=1, patience=1, max_epochs=1)
+    for seed, vectors, rows, products in seen:
+        synthetic = rows >= len(real_vectors)
+        if not synthetic.any():
+            continue  # a real-only point
+        assert set(products[synthetic]) == {10 * seed + 10}, seed
+        assert np.array_equal(vectors[rows[synthetic]], per_seed[seed].vectors[rows[synthetic] - len(real_vectors)])
+    assert {seed for seed, _, rows, _ in seen if (rows >= 20).any()} == {1, 2}
+    table = E.curve_table(scores, {"few-shot": per_seed}, fits).set_index(["row", "N"])
+    assert table.loc[("few-shot", 0), "upper bound"] and not table.loc[("few-shot", 10), "upper bound"]
+    with pytest.raises(ValueError, match="no pairs for seed 3"):
+        E.run_curve(real_vectors, query_ids, (real_rows, real_products), {"few-shot": per_seed}, catalogue, [0], [3], 4,
+                    lambda f: 0.0, lambda f: np.zeros(3), np.zeros(3))
+    mixed = {1: per_seed[1], 2: E.Source(per_seed[2].vectors, per_seed[2].product_rows, writer_saw=None)}
+    with pytest.raises(ValueError, match="same number of real queries"):
+        E.run_curve(real_vectors, query_ids, (real_rows, real_products), {"few-shot": mixed}, catalogue, [0], [1, 2], 4,
+                    lambda f: 0.0, lambda f: np.zeros(3), np.zeros(3))
+
+
+def test_writer_examples_come_from_the_rows_subset_only():
+    from ecomrec import config as C
+    from ecomrec.models.efficiency import nested_subsets, upper_bound, writer_examples
+
+    ids = np.arange(60) + 1_000
+    pairs = pd.DataFrame({C.COL_QUERY_ID: np.repeat(ids, 2), C.COL_QUERY: [f"query {q}" for q in np.repeat(ids, 2)],
+                          C.COL_TITLE: [f"title {i}" for i in range(120)]})
+    for seed in (0, 1, 2):
+        subsets = nested_subsets(ids, [10, 30, None], seed)
+        examples = writer_examples(pairs, subsets[10], k=3, seed=seed)
+        used = {int(query.split()[1]) for _, query in examples}
+        assert len(examples) == 3 and used <= set(subsets[10])
+        for n, subset in subsets.items():  # nested: every larger row's subset holds them too
+            assert used <= set(subset) and not upper_bound(len(subsets[10]), n)
+        assert upper_bound(len(subsets[10]), 0) and upper_bound(len(subsets[10]), 9)
+        assert writer_examples(pairs, subsets[10], k=3, seed=seed) == examples  # seeded
+    with pytest.raises(ValueError, match="no training pair"):
+        writer_examples(pairs, [1, 2, 3], k=3, seed=0)
