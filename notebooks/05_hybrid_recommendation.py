@@ -226,9 +226,9 @@ for i in progress_bar(range(profile.rec_seeds), desc="SASRec seeds × budget rul
         seed_fits[name].append(fits[rule])
 reporting.record("rec/train/sequence_view_rules/seconds", time.perf_counter() - start)
 fig, ax = plt.subplots(figsize=(8, 3.4))
-for name, fits in seed_fits.items():
+for (name, fits), style in zip(seed_fits.items(), ["-", "-", "-", "--"]):  # dashed: equal epochs may be the run before
     h = fits[0].history
-    ax.plot(h["steps"], h[f"valid_ndcg@{K}"], marker=".", label=f"{name} (kept {fits[0].best_steps:,} steps)")
+    ax.plot(h["steps"], h[f"valid_ndcg@{K}"], marker=".", ls=style, label=f"{name} (kept {fits[0].best_steps:,} steps)")
 ax.set(xlabel="optimiser steps", ylabel=f"valid NDCG@{K}", title=f"Seed {SEED}: valid NDCG@{K} against optimiser steps")
 ax.legend(fontsize=8)
 plt.tight_layout()
@@ -632,7 +632,8 @@ lines = [
     *[f"- {n} vs {row['plain']}: the augmentation {row['verdict']} ({row['Δ']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}], "
       f"{row['users']:,} users)." for n, row in augmentation.iterrows()],
     *[f"- {n} vs SASRec, {row['seeds']} seeds: the views {row['verdict']} ({row['Δ']:+.4f} [{row['low']:+.4f}, "
-      f"{row['high']:+.4f}]; {row['steps']:,.0f} steps against SASRec's {rules_table.loc['SASRec', 'steps']:,.0f})."
+      f"{row['high']:+.4f}]; {row['steps']:,.0f} steps against SASRec's {rules_table.loc['SASRec', 'steps']:,.0f}; "
+      f"{row['budget stops']} of {row['seeds']} seeds ended at the budget, not by patience)."
       for n, row in rules_table.drop(index="SASRec").iterrows()],
     f"- Seeds: plain SASRec alone moves from {rules_table.loc['SASRec', 'NDCG seed min']:.4f} to "
     f"{rules_table.loc['SASRec', 'NDCG seed max']:.4f} test NDCG@{K} across {rules_table.loc['SASRec', 'seeds']} seeds; "

@@ -489,6 +489,10 @@ ax.invert_yaxis()
 ax.set(xlabel="test NDCG@10 (95 % bootstrap)", title="Recommendation: augmentation and fusion")
 plt.tight_layout()
 plt.show()
+for rule in ("each to its own convergence", "equal optimiser steps", "equal epochs"):  # 05's budget rules, over seeds
+    key = f"rec/test_seeds/{reporting.metric_key(f'SASRec + views, {rule}')}_vs_SASRec/ndcg@10_delta"
+    print(f"SASRec + sequence views vs SASRec, {rule}, {profile.rec_seeds} seeds: {r05[key]:+.4f} "
+          f"[{r05[f'{key}_low']:+.4f}, {r05[f'{key}_high']:+.4f}] — {verdict(r05[f'{key}_low'], r05[f'{key}_high'])}")
 rec_table.style.format("{:.3f}")
 
 # %% [markdown]
