@@ -241,11 +241,10 @@ def run_curve(real_vectors: np.ndarray, real_query_ids: Sequence, real_pairs: tu
     Row "real only" trains on the pairs of the N real queries of `nested_subsets(real_query_ids, sizes, seed)`;
     each source's row adds `synthetic_pairs` of its pairs (a seeded sample; a per-seed source draws from its seed's
     entry) to the same N real ones. N = 0 is zero-shot for "real only" (`zero_shot_test`, untrained) and the
-    synthetic pairs alone for a source. The seed
-    draws the subsets, the synthetic sample and the training order; N = all (every real query) is trained with the
-    first `seeds_at_all` seeds only. `real_pairs` = (row of each pair's query in `real_vectors`, catalogue row of its
-    product), with `real_query_ids` the id of each row of `real_vectors`. Returns per-query test scores and fits,
-    keyed by (row, N, seed)."""
+    synthetic pairs alone for a source. The seed draws the subsets, the synthetic sample and the training order;
+    N = all (every real query) is trained with the first `seeds_at_all` seeds only. `real_pairs` = (row of each
+    pair's query in `real_vectors`, catalogue row of its product), with `real_query_ids` the id of each row of
+    `real_vectors`. Returns per-query test scores and fits, keyed by (row, N, seed)."""
     real_query_ids = np.asarray(real_query_ids)
     real_rows, real_products = (np.asarray(a, dtype=np.int64) for a in real_pairs)
     short = {(name, seed): len(source_for(s, seed).product_rows) for name, s in sources.items() for seed in seeds
@@ -259,11 +258,15 @@ def run_curve(real_vectors: np.ndarray, real_query_ids: Sequence, real_pairs: tu
     plan = [(name, n, seed) for seed_number, seed in enumerate(seeds) for n in subsets[seed]
             if n < n_all or seed_number < seeds_at_all
             for name in ("real only", *sources) if n > 0 or name != "real only"]
-    joined = {}  # real + the row's synthetic vectors, once per row (once per seed for a per-seed row)
-    for name, source in sources.items():
-        for seed in (seeds if isinstance(source, dict) else seeds[:1]):
-            joined[(name, seed if isinstance(source, dict) else None)] = np.concatenate(
-                [real_vectors, source_for(source, seed).vectors])
+
+    def joined_key(name: str, seed: int) -> tuple:  # one join per row, or per seed for a per-seed row
+        return name, seed if isinstance(sources[name], dict) else None
+
+    joined = {}  # real + the row's synthetic vectors
+    for name in sources:
+        for seed in seeds:
+            if joined_key(name, seed) not in joined:
+                joined[joined_key(name, seed)] = np.concatenate([real_vectors, source_for(sources[name], seed).vectors])
     scores = {("real only", 0, seed): np.asarray(zero_shot_test) for seed in seeds if 0 in sizes}
     fits = {}
     for name, n, seed in progress_bar(plan, desc="curve points", disable=not progress):
@@ -274,7 +277,7 @@ def run_curve(real_vectors: np.ndarray, real_query_ids: Sequence, real_pairs: tu
             picked = np.random.default_rng(seed).choice(len(source.product_rows), synthetic_pairs, replace=False)
             rows = np.concatenate([rows, len(real_vectors) + picked])
             products = np.concatenate([products, source.product_rows[picked]])
-            vectors = joined[(name, seed if isinstance(sources[name], dict) else None)]
+            vectors = joined[joined_key(name, seed)]
         fit = train_adapters(vectors, rows, products, catalogue, score_valid, seed=seed, **train_kwargs)
         fits[(name, n, seed)], scores[(name, n, seed)] = fit, np.asarray(score_test(fit))
     return scores, fits

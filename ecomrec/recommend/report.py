@@ -67,8 +67,7 @@ def seeds_table(ndcg: dict[str, list[pd.Series]], fits: dict[str, list], referen
     (the same users, seeds paired by position) and `fits[name]` the fitted SASRec models in the same order.
     Columns: seeds; mean optimiser steps and passes over its sequences; how many seeds ended at a budget rather
     than by patience; test NDCG@k of the seed-averaged per-user scores and the range of the per-seed means;
-    against `reference`, the paired Δ and
-    its 95 % interval, the per-seed Δ range and the verdict. With `record_as` (e.g. "rec/test_seeds"), records
+    against `reference`, the paired Δ and its 95 % interval, the per-seed Δ range and the verdict. With `record_as` (e.g. "rec/test_seeds"), records
     `<record_as>/<name>/ndcg@k` and `<record_as>/<name>_vs_<reference>/ndcg@k_delta` (+ `_low`, `_high`,
     `_seed_min`, `_seed_max`)."""
     rows = []

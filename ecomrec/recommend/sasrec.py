@@ -24,6 +24,7 @@ from ecomrec.augment.sequences import MASK_ITEM
 from ecomrec.recommend.models import Recommender
 
 PAD = 0
+BUCKET_POOL = 50  # batches per length-sorted pool (`_length_bucketed_batches`)
 
 
 class SASRecNet(nn.Module):
@@ -175,12 +176,12 @@ class SASRec(Recommender):
         self.epoch_seconds = float(self.history["seconds"].sum() / self.history["passes"].iloc[-1])
         return self
 
-    def _batches_per_epoch(self, n: int, pool: int = 50) -> int:
+    def _batches_per_epoch(self, n: int, pool: int = BUCKET_POOL) -> int:
         """How many batches `_length_bucketed_batches` cuts `n` sequences into (the same every epoch)."""
         chunks = [min(pool * self.batch_size, n - begin) for begin in range(0, n, pool * self.batch_size)]
         return sum(-(-size // self.batch_size) for size in chunks)
 
-    def _length_bucketed_batches(self, lengths: np.ndarray, rng: np.random.Generator, pool: int = 50) -> list[np.ndarray]:
+    def _length_bucketed_batches(self, lengths: np.ndarray, rng: np.random.Generator, pool: int = BUCKET_POOL) -> list[np.ndarray]:
         """Shuffled batches of similar-length sequences: shuffle, sort each pool of `pool` batches by length,
         cut it into batches, shuffle the batch order. Most histories are short, so padding every batch to
         `max_len` would spend most of the compute on padding."""
