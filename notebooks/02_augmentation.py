@@ -52,6 +52,7 @@ from ecomrec.data.pairs import RELEVANT, judged_pairs, office_item_text
 from ecomrec.models.encoders import load_minilm
 from ecomrec.models.lm import pair_dataset, small_t5, train_lm, train_wordpiece_tokenizer
 from ecomrec.models.search import BM25Index, DenseIndex, encode
+from ecomrec.models.selection import PATIENCE
 from ecomrec.storage import atomic_path, save_array, save_parquet
 
 profile, device, root, out_dir, frames, notebook_start = begin(
@@ -96,30 +97,43 @@ train_pairs.sample(5, random_state=SEED)[[C.COL_TITLE, C.COL_QUERY, C.COL_RELEVA
 # reusing MiniLM's 30,522 pieces would make the output layer alone larger than the transformer, at every
 # training and decoding step.
 #
-# Training uses the `transformers` `Trainer` (AdamW, cosine schedule, length-grouped batches).
+# Training uses the `transformers` `Trainer` (AdamW, cosine schedule, length-grouped batches). It is trained to
+# convergence on held-out pairs: every `eval_steps` optimiser steps the loss on a fixed sample of (at most 2,000)
+# valid pairs is measured, the best weights are kept, and training stops once 3 evaluations in a row have not
+# lowered it by more than 0.01 nats (about 1 % of perplexity), or at the profile's step budget, which the
+# printout then names (`ecomrec.models.lm.train_selected`).
 
 # %%
 tokenizer = train_wordpiece_tokenizer(train_pairs[C.COL_TITLE].tolist() + train_pairs[C.COL_QUERY].tolist())
 model = small_t5(tokenizer)
 n_params = sum(p.numel() for p in model.parameters())
+heldout = valid_pairs.sample(min(2_000, len(valid_pairs)), random_state=SEED)
 train_data = pair_dataset(tokenizer, train_pairs[C.COL_TITLE].tolist(), train_pairs[C.COL_QUERY].tolist(), seq2seq=True)
-valid_data = pair_dataset(tokenizer, valid_pairs[C.COL_TITLE].tolist(), valid_pairs[C.COL_QUERY].tolist(), seq2seq=True)
-print(f"{n_params / 1e6:.2f} M parameters; {len(train_data):,} training pairs; {profile.gen_train_steps} steps")
+valid_data = pair_dataset(tokenizer, heldout[C.COL_TITLE].tolist(), heldout[C.COL_QUERY].tolist(), seq2seq=True)
+eval_steps = max(5, profile.gen_train_steps // 30)
+print(f"{n_params / 1e6:.2f} M parameters; {len(train_data):,} training pairs; held-out loss every {eval_steps} steps, "
+      f"at most {profile.gen_train_steps:,} steps")
 result = train_lm(model, tokenizer, train_data, valid_data, out_dir / "generator_checkpoints",
-                         max_steps=profile.gen_train_steps, batch_size=64, learning_rate=1e-3, seed=SEED,
-                         device=device, logging_steps=max(5, profile.gen_train_steps // 30))
+                  max_steps=profile.gen_train_steps, batch_size=64, learning_rate=1e-3, seed=SEED, device=device,
+                  logging_steps=eval_steps, eval_steps=eval_steps, patience=3, min_delta=0.01)
 reporting.record("augment/valid/scratch_generator/loss_before", result.eval_loss_before)
 reporting.record("augment/valid/scratch_generator/loss_after", result.eval_loss_after)
+reporting.record("augment/valid/scratch_generator/best_step", result.best_step)
+reporting.record("augment/train/scratch_generator/steps", result.steps)
+reporting.record("augment/train/scratch_generator/converged", float(result.stopped == PATIENCE))
+reporting.record("augment/train/scratch_generator/seconds", result.seconds)
 reporting.record("augment/train/scratch_generator/samples_per_second", result.samples_per_second)
 reporting.record("augment/train/scratch_generator/parameters", n_params)
 print(f"held-out loss {result.eval_loss_before:.3f} → {result.eval_loss_after:.3f} "
-      f"(perplexity {np.exp(result.eval_loss_before):,.0f} → {np.exp(result.eval_loss_after):,.1f}); "
-      f"{result.seconds:.0f} s, {result.samples_per_second:.0f} samples/s")
+      f"(perplexity {np.exp(result.eval_loss_before):,.0f} → {np.exp(result.eval_loss_after):,.1f}), "
+      f"{result.ending()}; {result.seconds:.0f} s, {result.samples_per_second:.0f} samples/s")
 
 # %%
-ax = result.history.plot(x="step", y="loss", figsize=(7, 3.5), legend=False, title="Query generator: training loss")
-ax.axhline(result.eval_loss_after, color="tab:red", ls="--", label=f"held-out loss after ({result.eval_loss_after:.2f})")
-ax.set(xlabel="optimiser step", ylabel="cross-entropy (nats/token)")
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.plot(result.history["step"], result.history["loss"], label="training loss (batch mean)")
+ax.plot(result.valid_history["step"], result.valid_history["eval_loss"], marker=".", label="held-out loss")
+ax.axvline(result.best_step, color="tab:red", ls="--", label=f"kept: step {result.best_step:,} ({result.eval_loss_after:.2f})")
+ax.set(xlabel="optimiser step", ylabel="cross-entropy (nats/token)", title="Query generator: learning curve")
 ax.legend()
 plt.tight_layout()
 plt.show()

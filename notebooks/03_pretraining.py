@@ -40,7 +40,9 @@ from ecomrec.notebook import begin, finish
 from ecomrec.models import mlm
 from ecomrec.models.encoders import minilm_tokenizer
 from ecomrec.models.lm import train_wordpiece_tokenizer
+from ecomrec.models.selection import PATIENCE
 
+SELECTION = {"patience": 3, "min_delta": 0.01}  # held-out selection of every stage (section 3)
 profile, device, root, out_dir, frames, notebook_start = begin(
     "03_pretraining", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "pretrain",
     needs=("02_augmentation",), deterministic=DETERMINISTIC)
@@ -88,26 +90,32 @@ counts
 # ## 3. (a) A small BERT from scratch
 #
 # Four layers, width 256, four heads — about 5 M parameters with an 8,192-piece vocabulary trained on the
-# training texts with `tokenizers`.
+# training texts with `tokenizers`. Every stage of this chapter is selected on the held-out texts: their masked
+# loss is measured ten times over the step budget, the best weights are kept, and a stage stops once 3 evaluations
+# in a row have not lowered it by more than 0.01 nats (`ecomrec.models.lm.train_selected`); each printout says
+# whether patience or the budget ended it.
 
 # %%
 scratch_tokenizer = train_wordpiece_tokenizer(train_texts, vocab_size=8_192)
 scratch = mlm.small_bert(scratch_tokenizer, layers=4, hidden=256, heads=4)
 scratch_params = sum(p.numel() for p in scratch.parameters())
-print(f"{scratch_params / 1e6:.1f} M parameters, {len(scratch_tokenizer):,} pieces; {profile.mlm_scratch_steps} steps")
+print(f"{scratch_params / 1e6:.1f} M parameters, {len(scratch_tokenizer):,} pieces; at most {profile.mlm_scratch_steps} steps")
 scratch_result = mlm.train_mlm(scratch, scratch_tokenizer, train_texts, heldout_texts, out_dir / "scratch_checkpoints",
                                max_steps=profile.mlm_scratch_steps, batch_size=64, learning_rate=1e-3,
                                warmup_steps=max(1, profile.mlm_scratch_steps // 20), seed=SEED, device=device,
-                               max_length=MAX_LENGTH, logging_steps=max(2, profile.mlm_scratch_steps // 40))
+                               max_length=MAX_LENGTH, logging_steps=max(2, profile.mlm_scratch_steps // 40),
+                               eval_steps=max(2, profile.mlm_scratch_steps // 10), **SELECTION)
 mlm.save_encoder(scratch, scratch_tokenizer, out_dir / "scratch_bert")
 reporting.record("pretrain/train/scratch_bert/parameters", scratch_params)
 reporting.record("pretrain/heldout/scratch_bert/loss_before", scratch_result.eval_loss_before)
 reporting.record("pretrain/heldout/scratch_bert/loss_after", scratch_result.eval_loss_after)
+reporting.record("pretrain/heldout/scratch_bert/best_step", scratch_result.best_step)
+reporting.record("pretrain/train/scratch_bert/converged", float(scratch_result.stopped == PATIENCE))
 reporting.record("pretrain/train/scratch_bert/samples_per_second", scratch_result.samples_per_second)
 reporting.record("pretrain/train/scratch_bert/seconds", scratch_result.seconds)
 print(f"held-out loss {scratch_result.eval_loss_before:.2f} → {scratch_result.eval_loss_after:.2f} "
-      f"(perplexity {np.exp(scratch_result.eval_loss_before):,.0f} → {np.exp(scratch_result.eval_loss_after):,.1f}); "
-      f"{scratch_result.seconds:.0f} s, {scratch_result.samples_per_second:.0f} samples/s")
+      f"(perplexity {np.exp(scratch_result.eval_loss_before):,.0f} → {np.exp(scratch_result.eval_loss_after):,.1f}), "
+      f"{scratch_result.ending()}; {scratch_result.seconds:.0f} s, {scratch_result.samples_per_second:.0f} samples/s")
 
 # %% [markdown]
 # ## 4. (b) Domain-adaptive pretraining of MiniLM
@@ -127,11 +135,13 @@ minilm_tok = minilm_tokenizer()
 adapted = mlm.minilm_for_mlm()
 head = mlm.train_mlm(adapted, minilm_tok, train_texts, heldout_texts, out_dir / "minilm_checkpoints",
                      max_steps=profile.mlm_head_steps, batch_size=32, learning_rate=2e-3, seed=SEED, device=device,
-                     max_length=MAX_LENGTH, train_only="cls", logging_steps=max(2, profile.mlm_head_steps // 20))
+                     max_length=MAX_LENGTH, train_only="cls", logging_steps=max(2, profile.mlm_head_steps // 20),
+                     eval_steps=max(2, profile.mlm_head_steps // 10), **SELECTION)
 adapt = mlm.train_mlm(adapted, minilm_tok, train_texts, heldout_texts, out_dir / "minilm_checkpoints",
                       max_steps=profile.mlm_adapt_steps, batch_size=32, learning_rate=1e-4, seed=SEED, device=device,
                       max_length=MAX_LENGTH, warmup_steps=max(1, profile.mlm_adapt_steps // 20),
-                      logging_steps=max(2, profile.mlm_adapt_steps // 40))
+                      logging_steps=max(2, profile.mlm_adapt_steps // 40),
+                      eval_steps=max(2, profile.mlm_adapt_steps // 10), **SELECTION)
 mlm.save_encoder(adapted, minilm_tok, out_dir / "minilm_dapt")
 reporting.record("pretrain/heldout/minilm_random_head/loss", head.eval_loss_before)
 reporting.record("pretrain/heldout/minilm_fitted_head/loss", head.eval_loss_after)
@@ -139,23 +149,28 @@ reporting.record("pretrain/heldout/minilm_dapt/loss", adapt.eval_loss_after)
 reporting.record("pretrain/train/minilm_dapt/samples_per_second", adapt.samples_per_second)
 reporting.record("pretrain/train/minilm_head/seconds", head.seconds)
 reporting.record("pretrain/train/minilm_dapt/seconds", adapt.seconds)
+for stage, result in (("minilm_head", head), ("minilm_dapt", adapt)):
+    reporting.record(f"pretrain/heldout/{stage}/best_step", result.best_step)
+    reporting.record(f"pretrain/train/{stage}/converged", float(result.stopped == PATIENCE))
 pd.DataFrame({
     "held-out MLM loss": [head.eval_loss_before, head.eval_loss_after, adapt.eval_loss_after],
     "perplexity": np.exp([head.eval_loss_before, head.eval_loss_after, adapt.eval_loss_after]),
-    "steps": [0, profile.mlm_head_steps, profile.mlm_head_steps + profile.mlm_adapt_steps],
+    "kept step": [0, head.best_step, head.best_step + adapt.best_step],
+    "how the stage ended": ["", head.ending(), adapt.ending()],
 }, index=["MiniLM + random head", "MiniLM + fitted head (general domain)", "MiniLM after domain adaptation"]).round(2)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 axes[0].plot(scratch_result.history["step"], scratch_result.history["loss"], label="training loss")
-axes[0].axhline(scratch_result.eval_loss_after, color="tab:red", ls="--",
-                label=f"held-out after ({scratch_result.eval_loss_after:.2f})")
+axes[0].plot(scratch_result.valid_history["step"], scratch_result.valid_history["eval_loss"], marker=".",
+             color="tab:red", label=f"held-out (kept: {scratch_result.eval_loss_after:.2f})")
 axes[0].set(title="(a) small BERT from scratch", xlabel="step", ylabel="MLM loss (nats / masked token)")
-offset = profile.mlm_head_steps
+offset = head.best_step  # stage 2 starts from stage 1's kept weights
 axes[1].plot(head.history["step"], head.history["loss"], label="stage 1: head only")
 axes[1].plot(adapt.history["step"] + offset, adapt.history["loss"], label="stage 2: all weights")
-axes[1].axhline(head.eval_loss_after, color="tab:gray", ls=":", label=f"held-out, fitted head ({head.eval_loss_after:.2f})")
-axes[1].axhline(adapt.eval_loss_after, color="tab:red", ls="--", label=f"held-out, adapted ({adapt.eval_loss_after:.2f})")
+for result, shift, colour, label in ((head, 0, "tab:gray", "held-out, stage 1"), (adapt, offset, "tab:red", "held-out, stage 2")):
+    axes[1].plot(result.valid_history["step"] + shift, result.valid_history["eval_loss"], marker=".", color=colour,
+                 label=f"{label} (kept: {result.eval_loss_after:.2f})")
 axes[1].set(title="(b) MiniLM: head fitting, then domain adaptation", xlabel="step")
 for ax in axes:
     ax.legend(fontsize=8)

@@ -9,17 +9,74 @@ from pathlib import Path
 
 import pandas as pd
 from ecomrec import config as C
+from ecomrec.models.selection import BUDGET, EarlyStopping
 
 
 @dataclass
 class TrainResult:
-    """Loss curve (one row per logging step), held-out loss before/after, wall time and throughput."""
+    """Loss curve (one row per logging step), held-out loss before/after (after = the kept checkpoint's), wall
+    time and throughput; with held-out selection, the held-out loss per evaluation (`valid_history`: step,
+    eval_loss; step 0 = before), the kept step and why training ended (`selection.PATIENCE` or `BUDGET`)."""
 
     history: pd.DataFrame
     eval_loss_before: float
     eval_loss_after: float
     seconds: float
     samples_per_second: float
+    valid_history: pd.DataFrame | None = None
+    best_step: int | None = None
+    stopped: str = BUDGET
+    steps: int = 0
+
+    def ending(self) -> str:
+        """How training ended, for a printout: the kept step and whether patience or the budget stopped it."""
+        if self.best_step is None:
+            return f"{self.steps:,} steps, no held-out selection (the step budget)"
+        return (f"kept step {self.best_step:,} of {self.steps:,}: " + (
+            "converged (patience)" if self.stopped != BUDGET else "STOPPED BY ITS STEP BUDGET, still improving"))
+
+
+def train_selected(trainer, eval_steps: int | None = None, patience: int = 3, min_delta: float = 0.01) -> TrainResult:
+    """Run a transformers `Trainer` and measure held-out loss before and after.
+
+    With `eval_steps`, the held-out loss is measured every `eval_steps` optimiser steps (the trainer must be built
+    with `eval_strategy="steps"` and those steps); the weights of the best evaluation are kept in memory, training
+    stops once `patience` evaluations in a row have not lowered the loss by more than `min_delta` nats, and the
+    kept weights are loaded back before "after" is measured (`ecomrec.models.selection.EarlyStopping`; step 0, the
+    untrained model, takes part: training that never helps keeps it). Without, it trains to its step budget."""
+    from transformers import TrainerCallback
+
+    model = trainer.model
+    before = trainer.evaluate()["eval_loss"]
+    stop = EarlyStopping(patience, min_delta=min_delta) if eval_steps else None
+    if stop is not None:
+        if trainer.args.eval_strategy != "steps" or trainer.args.eval_steps != eval_steps:
+            raise ValueError(f"build the Trainer with eval_strategy='steps', eval_steps={eval_steps}")
+        stop.update(-before, 0, state=model.state_dict)
+
+        class OnHeldout(TrainerCallback):
+            def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+                if stop.update(-metrics["eval_loss"], state.global_step, state=model.state_dict):
+                    control.should_training_stop = True
+
+        callback = OnHeldout()
+        trainer.add_callback(callback)
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - start
+    if stop is not None:
+        trainer.remove_callback(callback)
+        stop.restore(model)
+    log = list(trainer.state.log_history)  # before "after" adds its own evaluation
+    after = trainer.evaluate()["eval_loss"]
+    history = pd.DataFrame([row for row in log if "loss" in row and "eval_loss" not in row], columns=["step", "epoch", "loss"])
+    valid = None if stop is None else pd.DataFrame(
+        [{"step": 0, "eval_loss": before}] + [{"step": row["step"], "eval_loss": row["eval_loss"]} for row in log
+                                              if "eval_loss" in row and row.get("step", 0) > 0])
+    return TrainResult(history=history.reset_index(drop=True), eval_loss_before=before, eval_loss_after=after,
+                       seconds=seconds, samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
+                       valid_history=valid, best_step=None if stop is None else stop.best_step,
+                       stopped=BUDGET if stop is None else stop.stopped, steps=trainer.state.global_step)
 
 
 def small_gpt2(tokenizer, n_layer: int = 4, n_embd: int = 128, n_head: int = 4, n_positions: int = 128):
@@ -68,28 +125,23 @@ def pair_dataset(tokenizer, sources: list[str], targets: list[str], max_length: 
 
 
 def train_lm(model, tokenizer, train_data, valid_data, out_dir: str | Path, epochs: float = 3.0,
-                    batch_size: int = 64, learning_rate: float = 1e-3, seed: int = C.SEED, device: str = "cpu",
-                    logging_steps: int = 50, max_steps: int = -1, warmup_steps: int = 100) -> TrainResult:
-    """Train a causal or encoder-decoder LM with the transformers Trainer; held-out loss before and after."""
+             batch_size: int = 64, learning_rate: float = 1e-3, seed: int = C.SEED, device: str = "cpu",
+             logging_steps: int = 50, max_steps: int = -1, warmup_steps: int = 100, eval_steps: int | None = None,
+             patience: int = 3, min_delta: float = 0.01) -> TrainResult:
+    """Train a causal or encoder-decoder LM with the transformers Trainer; held-out loss before and after, and
+    with `eval_steps` the held-out selection of `train_selected` (early stopping, the best weights kept)."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     args = TrainingArguments(
         output_dir=str(out_dir), num_train_epochs=epochs, max_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size * 2, learning_rate=learning_rate, warmup_steps=warmup_steps,
-        lr_scheduler_type="cosine", weight_decay=0.01, train_sampling_strategy="group_by_length", logging_steps=logging_steps, eval_strategy="no",
+        lr_scheduler_type="cosine", weight_decay=0.01, train_sampling_strategy="group_by_length", logging_steps=logging_steps,
+        eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps,
         save_strategy="no", report_to=[], seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0,
     )
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
     trainer = Trainer(model=model, args=args, train_dataset=train_data, eval_dataset=valid_data, data_collator=collator)
-    before = trainer.evaluate()["eval_loss"]
-    start = time.perf_counter()
-    output = trainer.train()
-    seconds = time.perf_counter() - start
-    after = trainer.evaluate()["eval_loss"]
-    history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row and "eval_loss" not in row])
-    return TrainResult(history=history[["step", "epoch", "loss"]].reset_index(drop=True), eval_loss_before=before,
-                       eval_loss_after=after, seconds=seconds,
-                       samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)))
+    return train_selected(trainer, eval_steps, patience, min_delta)
 
 
 def train_wordpiece_tokenizer(texts: list[str], vocab_size: int = 4096):

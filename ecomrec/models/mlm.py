@@ -7,7 +7,6 @@ Held-out loss is measured on a *fixed* masking of the held-out texts (masked onc
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ecomrec import config as C
-from ecomrec.models.lm import TrainResult
+from ecomrec.models.lm import TrainResult, train_selected
 
 
 def mlm_corpus(frames: dict[str, pd.DataFrame], synthetic_queries: Sequence[str] | None = None,
@@ -153,8 +152,10 @@ def fixed_masks(tokenizer, data, mlm_probability: float = 0.15, seed: int = C.SE
 def train_mlm(model, tokenizer, train_texts: Sequence[str], heldout_texts: Sequence[str], out_dir: str | Path,
               max_steps: int, batch_size: int = 32, learning_rate: float = 5e-4, seed: int = C.SEED,
               device: str = "cpu", logging_steps: int = 20, max_length: int = 64, warmup_steps: int = 0,
-              train_only: str | None = None) -> TrainResult:
-    """Masked-LM training with the Trainer; held-out loss before and after on the same fixed masks.
+              train_only: str | None = None, eval_steps: int | None = None, patience: int = 3,
+              min_delta: float = 0.01) -> TrainResult:
+    """Masked-LM training with the Trainer; held-out loss before and after on the same fixed masks, and with
+    `eval_steps` the held-out selection of `lm.train_selected` (early stopping, the best weights kept).
 
     `train_only="cls"` freezes everything but the MLM head (used to fit MiniLM's new head before
     domain adaptation, so that "before" measures the general-domain encoder, not a random head).
@@ -170,24 +171,18 @@ def train_mlm(model, tokenizer, train_texts: Sequence[str], heldout_texts: Seque
     args = TrainingArguments(
         output_dir=str(out_dir), max_steps=max_steps, per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size * 2, learning_rate=learning_rate, warmup_steps=warmup_steps,
-        lr_scheduler_type="linear", weight_decay=0.01, logging_steps=logging_steps, eval_strategy="no",
+        lr_scheduler_type="linear", weight_decay=0.01, logging_steps=logging_steps,
+        eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps,
         save_strategy="no", report_to=[], seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0,
         remove_unused_columns=False,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                       data_collator=MLMCollator(tokenizer, seed=seed))
-    before = trainer.evaluate()["eval_loss"]
-    start = time.perf_counter()
-    output = trainer.train()
-    seconds = time.perf_counter() - start
-    after = trainer.evaluate()["eval_loss"]
-    for parameter in model.parameters():
-        parameter.requires_grad = True
-    history = pd.DataFrame([row for row in trainer.state.log_history if "loss" in row and "eval_loss" not in row],
-                           columns=["step", "epoch", "loss"])
-    return TrainResult(history=history, eval_loss_before=before,
-                       eval_loss_after=after, seconds=seconds,
-                       samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)))
+    try:
+        return train_selected(trainer, eval_steps, patience, min_delta)
+    finally:
+        for parameter in model.parameters():
+            parameter.requires_grad = True
 
 
 def save_encoder(model, tokenizer, path: str | Path) -> Path:

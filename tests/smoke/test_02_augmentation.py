@@ -17,6 +17,11 @@ def test_generator_learns(metrics):
     after = metrics["augment/valid/scratch_generator/loss_after"]
     assert after < before - 0.5  # even the smoke run's few steps must lower held-out loss clearly
     assert 1e6 < metrics["augment/train/scratch_generator/parameters"] < 5e6
+    # held-out selection: the kept step is one of the steps run, and a run that ended before its budget converged
+    steps = metrics["augment/train/scratch_generator/steps"]
+    assert 0 < metrics["augment/valid/scratch_generator/best_step"] <= steps <= PROFILES["smoke"].gen_train_steps
+    if steps < PROFILES["smoke"].gen_train_steps:
+        assert metrics["augment/train/scratch_generator/converged"] == 1.0
 
 
 def test_every_generator_generated_and_was_filtered(metrics):

@@ -23,6 +23,14 @@ def test_held_out_loss_falls(metrics):
     assert 1e6 < metrics["pretrain/train/scratch_bert/parameters"] < 1e7
 
 
+def test_every_stage_is_selected_on_held_out_loss(metrics):
+    smoke = PROFILES["smoke"]
+    for stage, budget in (("scratch_bert", smoke.mlm_scratch_steps), ("minilm_head", smoke.mlm_head_steps),
+                          ("minilm_dapt", smoke.mlm_adapt_steps)):
+        assert 0 <= metrics[f"pretrain/heldout/{stage}/best_step"] <= budget, stage
+        assert metrics[f"pretrain/train/{stage}/converged"] in (0.0, 1.0), stage
+
+
 def test_cost_is_reported(metrics):
     assert metrics["pretrain/all/notebook/seconds"] > 0
     assert 0 < metrics["pretrain/all/notebook/peak_memory_gib"] < 8

@@ -7,6 +7,7 @@ from transformers.cache_utils import DynamicLayer
 from ecomrec.augment.generators import (GQA_DECODE, LMQueryGenerator, PreallocatedLayer, TemplateGenerator,
                                        clean_generated, distinct, first_line_ended, for_generation, gqa_decode_attention,
                                        preallocated_cache, shared_prefix_length)
+from ecomrec.models.selection import BUDGET, PATIENCE
 from ecomrec.models.lm import pair_dataset, small_gpt2, small_t5, train_lm, train_wordpiece_tokenizer
 
 PAIRS = [("Simpson Strong-Tie 12-Gauge Angle", "angle bracket"), ("Delta Vero Shower Faucet in Chrome", "shower faucet"),
@@ -72,6 +73,23 @@ def test_generator_loss_falls_on_tiny_data(tokenizer, tmp_path, kind):
                              learning_rate=5e-3, logging_steps=10)
     assert result.eval_loss_after < 0.7 * result.eval_loss_before
     assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
+
+
+def test_heldout_selection_keeps_the_best_step_and_stops_on_patience(tokenizer, tmp_path):
+    data = pair_dataset(tokenizer, [p[0] for p in PAIRS], [p[1] for p in PAIRS], seq2seq=True)
+    result = train_lm(tiny_model("t5", tokenizer), tokenizer, data, data, tmp_path, max_steps=40, batch_size=8,
+                      learning_rate=5e-3, logging_steps=10, eval_steps=10, patience=2, min_delta=0.0)
+    losses = result.valid_history.set_index("step")["eval_loss"]
+    assert losses.index[0] == 0 and losses.iloc[0] == pytest.approx(result.eval_loss_before)
+    assert result.best_step == losses.idxmin() > 0 and result.eval_loss_after == pytest.approx(losses.min(), rel=1e-4)
+    # no evaluation can gain 100 nats: training stops after `patience` evaluations and step 0's weights come back
+    model = tiny_model("t5", tokenizer)
+    stuck = train_lm(model, tokenizer, data, data, tmp_path, max_steps=40, batch_size=8, learning_rate=5e-3,
+                     logging_steps=10, eval_steps=10, patience=2, min_delta=100.0)
+    assert stuck.stopped == PATIENCE and stuck.steps == 20 and stuck.best_step == 0
+    assert stuck.eval_loss_after == pytest.approx(stuck.eval_loss_before, rel=1e-5)
+    assert train_lm(tiny_model("t5", tokenizer), tokenizer, data, data, tmp_path, max_steps=10, batch_size=8,
+                    logging_steps=5).stopped == BUDGET  # no held-out selection: the budget ends it
 
 
 @pytest.mark.parametrize("kind", ["t5", "gpt2"])

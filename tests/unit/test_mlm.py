@@ -51,9 +51,10 @@ def test_small_bert_loss_falls_and_encoder_loads_as_sentence_model(tokenizer, tm
 
     model = mlm.small_bert(tokenizer, layers=1, hidden=32, heads=2)
     result = mlm.train_mlm(model, tokenizer, TITLES, TITLES[:8], tmp_path / "ckpt", max_steps=40, batch_size=8,
-                           learning_rate=3e-3, logging_steps=5)
+                           learning_rate=3e-3, logging_steps=5, eval_steps=10, min_delta=0.0)
     assert result.eval_loss_after < result.eval_loss_before - 0.5
-    assert len(result.history) == 8
+    assert len(result.history) == 8 and result.valid_history["step"].tolist() == [0, 10, 20, 30, 40]
+    assert result.eval_loss_after == pytest.approx(result.valid_history["eval_loss"].min(), rel=1e-4)
     encoder = sentence_encoder(mlm.save_encoder(model, tokenizer, tmp_path / "enc"))
     emb = encoder.encode(["cordless drill", "paint"], normalize_embeddings=True)
     assert emb.shape == (2, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
