@@ -43,7 +43,7 @@ from ecomrec import config as C
 from ecomrec import online as O
 from ecomrec import reporting
 from ecomrec.augment import llm
-from ecomrec.augment.filters import explode_generated, filter_queries
+from ecomrec.augment.filters import explode_generated, filter_queries, unfiltered
 from ecomrec.augment.generators import for_generation, generation_dtype
 from ecomrec.notebook import begin, finish
 from ecomrec.data.pairs import RELEVANT, judged_pairs
@@ -53,7 +53,7 @@ from ecomrec.models import retrieval as R
 from ecomrec.models.selection import PATIENCE
 from ecomrec.models.encoders import load_minilm, sentence_encoder
 from ecomrec.models.search import BM25Index, DenseIndex, encode
-from ecomrec.storage import write_text_atomic
+from ecomrec.storage import save_parquet, write_text_atomic
 from ecomrec.summary import summary_markdown
 
 profile, device, root, out_dir, frames, notebook_start = begin(
@@ -102,8 +102,9 @@ checks.style.format({"ecomrec": "{:.4f}", "ranx": "{:.4f}", "difference": "{:.1e
 # * **Nested subsets.** A seeded permutation of the training queries; the subset of size N is its first N
 #   queries with *all* their judged pairs, so each subset holds every smaller one (`efficiency.nested_subsets`).
 # * **Rows.** Real only; real + the SmolLM2 LoRA writer's queries (`04b`); real + attribute templates (`02`);
-#   real + the from-scratch model (`02`). Every synthetic pool is filtered by `02`'s round trip and restricted to
-#   the **same products**: `04b`'s seeded uniform sample of the catalogue, drawn without looking at the splits.
+#   real + the from-scratch model (`02`); and, for N ≤ 1,000, real + the SmolLM2 LoRA writer's queries *before* the
+#   filter (the filter's ablation, below). Every other synthetic pool is filtered by `02`'s round trip; all are
+#   restricted to the **same products**: `04b`'s seeded uniform sample of the catalogue, drawn without looking at the splits.
 # * **Synthetic pairs are added, never swapped in:** each source adds the same S pairs to the N real ones (S is
 #   the smallest pool, printed below; a pool under one batch is left out and said so). N = 0 is zero-shot MiniLM
 #   (no training) and each source alone.
@@ -136,6 +137,8 @@ checks.style.format({"ecomrec": "{:.4f}", "ranx": "{:.4f}", "difference": "{:.1e
 # %%
 FEW_SHOT_N, FEW_SHOT_K, QUERIES_PER_PRODUCT, ROUND_TRIP_K = 100, 3, 2, 10  # 04b's few-shot writer, 02's filter
 FEW_SHOT_ROW = f"SmolLM2 few-shot (examples from the first {FEW_SHOT_N})"
+UNFILTERED_ROW = "SmolLM2 LoRA (04b), unfiltered"  # the filter's ablation: the same writer's queries before the filter
+FILTER_UP_TO = max(n for n in profile.curve_sizes if n is not None and n <= 1_000)  # where real data is scarce
 if FEW_SHOT_N not in profile.curve_sizes:
     raise ValueError(f"the few-shot writer's subset N = {FEW_SHOT_N} must be a point of the curve {profile.curve_sizes}")
 r04b = recorded["04b_llm_synthesis"]
@@ -168,17 +171,19 @@ synthetic = pd.read_parquet(root / "augment" / "synthetic_queries_homedepot.parq
 smollm2 = pd.read_parquet(root / "llm" / "smollm2_queries_homedepot.parquet")
 if not smollm2[C.COL_PRODUCT_ID].isin(covered).all():
     raise RuntimeError("04b's SmolLM2 queries are not on the coverage sample recomputed here: re-run 04b")
-pools = {"SmolLM2 LoRA (04b)": smollm2[smollm2["keep"]],
+pools = {"SmolLM2 LoRA (04b)": smollm2[smollm2["keep"]], UNFILTERED_ROW: unfiltered(smollm2),
          "templates (02)": synthetic[synthetic["keep"] & (synthetic["generator"] == "templates")],
          "scratch model (02)": synthetic[synthetic["keep"] & (synthetic["generator"] == "scratch-sample")]}
 pools = {name: pool[pool[C.COL_PRODUCT_ID].isin(covered)] for name, pool in pools.items()}
 fewshot_pools = {seed: frame[frame["keep"]] for seed, frame in fewshot.items()}  # one per seed
-smallest = min(fewshot_pools.values(), key=len)
-writer_saw = {"SmolLM2 LoRA (04b)": len(train_ids), "templates (02)": None, "scratch model (02)": len(train_ids)}
-for name, pool in (pools | {FEW_SHOT_ROW: smallest}).items():  # the few-shot row: its smallest seed's pool
+save_parquet(pd.concat(fewshot, names=["seed", None]).reset_index(level=0), out_dir / "fewshot_queries_homedepot.parquet")
+writer_saw = {"SmolLM2 LoRA (04b)": len(train_ids), UNFILTERED_ROW: len(train_ids), "templates (02)": None,
+              "scratch model (02)": len(train_ids)}
+every_pool = pools | {FEW_SHOT_ROW: min(fewshot_pools.values(), key=len)}  # the few-shot row: its smallest seed's pool
+for name, pool in every_pool.items():
     reporting.record(f"curve/train/{reporting.metric_key(name)}/pool_pairs", len(pool))
     reporting.record(f"curve/train/{reporting.metric_key(name)}/pool_products", pool[C.COL_PRODUCT_ID].nunique())
-curve_left_out = {name: len(pool) for name, pool in (pools | {FEW_SHOT_ROW: smallest}).items() if len(pool) < BATCH_SIZE}
+curve_left_out = {name: len(pool) for name, pool in every_pool.items() if len(pool) < BATCH_SIZE}
 for name, size in curve_left_out.items():
     print(f"LEFT OUT: real + {name} — its pool on the covered products has {size:,} pairs, fewer than one batch")
 pools = {name: pool for name, pool in pools.items() if name not in curve_left_out}
@@ -231,7 +236,8 @@ print(f"learning rate on valid (real only, N = {n_search:,}): " + ", ".join(f"{l
 scores, curve_fits = E.run_curve(
     real_vectors, train_ids, real_pairs, sources, catalogue, profile.curve_sizes, curve_seeds, S, score_valid=score_valid,
     score_test=lambda fit: test_scorer(fit.queries(test_vectors), fit.catalogue(catalogue)),
-    zero_shot_test=test_scorer(test_vectors, catalogue), learning_rate=CURVE_LR, progress=True)
+    zero_shot_test=test_scorer(test_vectors, catalogue), learning_rate=CURVE_LR, progress=True,
+    up_to={name: FILTER_UP_TO for name in sources if name == UNFILTERED_ROW})
 converged = np.mean([fit.stopped == PATIENCE for fit in curve_fits.values()])
 reporting.record("curve/valid/all/converged_share", float(converged))
 reporting.record("curve/train/all/seconds", float(sum(fit.seconds for fit in curve_fits.values())))
@@ -297,6 +303,34 @@ reporting.record("curve/test/two_tower_minus_adapters/ndcg@10", two_tower - real
 print(f"real only: {real_only[0]:.3f} zero-shot → {real_only[n_all]:.3f} with all {n_all:,} queries (adapters on frozen "
       f"MiniLM); 04's two-tower model, every weight fine-tuned on the same pairs: {two_tower:.3f}, "
       f"{two_tower - real_only[n_all]:+.3f} — what the frozen encoder leaves out of this curve")
+
+# %% [markdown]
+# **Does the filter earn its keep?** The row "SmolLM2 LoRA (04b), unfiltered" adds the same S pairs to the same N
+# real ones, drawn from *every* query the LoRA writer produced (empty strings and exact repeats aside:
+# `ecomrec.augment.filters.unfiltered`), so it differs from the filtered row only in *which* pairs it adds: the
+# ones that passed the length check and the round trip, or any. It is trained where real data is scarce
+# (N ≤ `FILTER_UP_TO`); Δ below is filtered − unfiltered, paired over the same seeds and real subsets.
+
+# %%
+FILTERED_ROW = "SmolLM2 LoRA (04b)"
+if {FILTERED_ROW, UNFILTERED_ROW} <= set(sources):
+    pair = {key: value for key, value in scores.items() if key[0] in (FILTERED_ROW, UNFILTERED_ROW)}
+    versus = E.curve_table(pair, sources, curve_fits, seed=SEED, reference=UNFILTERED_ROW)
+    versus = versus[(versus["row"] == FILTERED_ROW) & versus["Δ"].notna()].drop(columns=["row", "low", "high"])
+    kept_share = len(pools[FILTERED_ROW]) / len(pools[UNFILTERED_ROW])
+    reporting.record(f"curve/train/{reporting.metric_key(UNFILTERED_ROW)}/kept_share", kept_share)
+    for r in versus.to_dict("records"):
+        key = reporting.metric_key(f"SmolLM2 LoRA filtered vs unfiltered N={r['N']}")
+        for metric, column in (("ndcg@10_delta", "Δ"), ("ndcg@10_delta_ci_low", "Δ low"), ("ndcg@10_delta_ci_high", "Δ high")):
+            reporting.record(f"curve/test/{key}/{metric}", float(r[column]))
+    print(f"the filter kept {kept_share:.0%} of the writer's {len(pools[UNFILTERED_ROW]):,} distinct queries; filtered "
+          "against unfiltered, the same S pairs added: " + "; ".join(
+              f"N = {r['N']:,}: {r['Δ']:+.3f} [{r['Δ low']:+.3f}, {r['Δ high']:+.3f}] {verdict(r['Δ low'], r['Δ high'])}"
+              for r in versus.to_dict("records")))
+else:
+    versus = pd.DataFrame()
+    print(f"the filter's ablation needs both rows on the curve; left out: {sorted(curve_left_out)}")
+versus.style.format({"NDCG@10": "{:.3f}", "N": "{:,}"} | {c: "{:+.3f}" for c in ("Δ", "Δ low", "Δ high", "Δ seed min", "Δ seed max")})
 
 # %% [markdown]
 # ## 3. Negatives: what a sampled softmax needs, at equal wall-clock time

@@ -60,6 +60,16 @@ def filter_queries(candidates: pd.DataFrame, bm25: BM25Index, dense: DenseIndex 
     return out
 
 
+def unfiltered(candidates: pd.DataFrame) -> pd.DataFrame:
+    """What a writer produced, before the quality filter: every non-empty query, each (product, generator, query)
+    once. Length and round trip are the filter; an empty string is no query and a repeat adds no new pair.
+    `candidates` is `filter_queries` output (any extra columns are kept) or raw `explode_generated` rows."""
+    queries = candidates[C.COL_QUERY].fillna("").astype(str)
+    written = queries.str.strip() != ""
+    repeat = candidates.assign(**{C.COL_QUERY: queries}).duplicated([C.COL_PRODUCT_ID, "generator", C.COL_QUERY])
+    return candidates[written & ~repeat]
+
+
 def keep_rates(filtered: pd.DataFrame) -> pd.DataFrame:
     """Per generator: share of candidates removed by each check, and the share kept."""
     table = pd.crosstab(filtered["generator"], filtered["reason"], normalize="index")

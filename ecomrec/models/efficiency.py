@@ -234,15 +234,16 @@ def writer_saw(source: "Source | dict[int, Source]") -> int | None:
 def run_curve(real_vectors: np.ndarray, real_query_ids: Sequence, real_pairs: tuple[np.ndarray, np.ndarray],
               sources: dict[str, Source | dict[int, Source]], catalogue: np.ndarray, sizes: Sequence[int | None], seeds: Sequence[int],
               synthetic_pairs: int, score_valid: Callable[[AdapterFit], float], score_test: Callable[[AdapterFit], np.ndarray],
-              zero_shot_test: np.ndarray, *, seeds_at_all: int = 1, progress: bool = False,
-              **train_kwargs) -> tuple[dict[tuple[str, int, int], np.ndarray], dict[tuple[str, int, int], AdapterFit]]:
+              zero_shot_test: np.ndarray, *, seeds_at_all: int = 1, up_to: dict[str, int] | None = None,
+              progress: bool = False, **train_kwargs) -> tuple[dict[tuple[str, int, int], np.ndarray], dict[tuple[str, int, int], AdapterFit]]:
     """Train every point of the curve and score it on test.
 
     Row "real only" trains on the pairs of the N real queries of `nested_subsets(real_query_ids, sizes, seed)`;
     each source's row adds `synthetic_pairs` of its pairs (a seeded sample; a per-seed source draws from its seed's
     entry) to the same N real ones. N = 0 is zero-shot for "real only" (`zero_shot_test`, untrained) and the
     synthetic pairs alone for a source. The seed draws the subsets, the synthetic sample and the training order;
-    N = all (every real query) is trained with the first `seeds_at_all` seeds only. `real_pairs` = (row of each
+    N = all (every real query) is trained with the first `seeds_at_all` seeds only; a row named in `up_to` only at
+    N <= its entry (an ablation that matters where real data is scarce). `real_pairs` = (row of each
     pair's query in `real_vectors`, catalogue row of its product), with `real_query_ids` the id of each row of
     `real_vectors`. Returns per-query test scores and fits, keyed by (row, N, seed)."""
     real_query_ids = np.asarray(real_query_ids)
@@ -255,9 +256,12 @@ def run_curve(real_vectors: np.ndarray, real_query_ids: Sequence, real_pairs: tu
         writer_saw(source)  # one count per row
     subsets = {seed: nested_subsets(real_query_ids, sizes, seed) for seed in seeds}
     n_all = len(np.unique(real_query_ids))
+    up_to = up_to or {}
+    if set(up_to) - set(sources):
+        raise ValueError(f"up_to names rows that are not sources: {sorted(set(up_to) - set(sources))}")
     plan = [(name, n, seed) for seed_number, seed in enumerate(seeds) for n in subsets[seed]
             if n < n_all or seed_number < seeds_at_all
-            for name in ("real only", *sources) if n > 0 or name != "real only"]
+            for name in ("real only", *sources) if (n > 0 or name != "real only") and n <= up_to.get(name, n_all)]
 
     def joined_key(name: str, seed: int) -> tuple:  # one join per row, or per seed for a per-seed row
         return name, seed if isinstance(sources[name], dict) else None

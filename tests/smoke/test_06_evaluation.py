@@ -11,7 +11,9 @@ from ecomrec.reference import chapters
 from floors import failures
 
 pytestmark = pytest.mark.smoke
-CURVE_SOURCES = ("SmolLM2_LoRA_04b", "templates_02", "scratch_model_02", "SmolLM2_few-shot_examples_from_the_first_100")
+CURVE_SOURCES = ("SmolLM2_LoRA_04b", "SmolLM2_LoRA_04b_unfiltered", "templates_02", "scratch_model_02",
+                 "SmolLM2_few-shot_examples_from_the_first_100")
+UP_TO = {"SmolLM2_LoRA_04b_unfiltered": 100}  # the filter's ablation: trained at N <= 100 in smoke (N <= 1,000 in full)
 WRITER_SAW = {"templates_02": 0, "SmolLM2_few-shot_examples_from_the_first_100": 100}  # the rest saw every query
 NEGATIVES = ("plus_uniform_negatives", "plus_popularity_negatives", "plus_bm25-hard_negatives",
              "plus_dense-hard_negatives", "plus_adversarial_negatives", "full-catalogue_softmax")
@@ -49,6 +51,9 @@ def test_the_data_efficiency_curve(metrics):
     for row in trained:
         for n in sizes:
             key = f"curve/test/{row}_N_{n}"
+            if n > UP_TO.get(row, n):
+                assert not any(k.startswith(key + "/") for k in metrics), key
+                continue
             low, diff, high = (metrics[f"{key}/ndcg@10_delta{s}"] for s in ("_ci_low", "", "_ci_high"))
             assert low <= diff <= high and -1 <= diff <= 1, key
             assert metrics[f"{key}/ndcg@10_delta_seed_min"] <= metrics[f"{key}/ndcg@10_delta_seed_max"], key
@@ -58,6 +63,24 @@ def test_the_data_efficiency_curve(metrics):
     assert 0 < metrics["curve/valid/all/converged_share"] <= 1
     assert "SmolLM2_few-shot_examples_from_the_first_100" in trained  # the N-respecting writer must reach the curve
     assert metrics["curve/train/SmolLM2_few-shot_examples_from_the_first_100/products_per_second"] > 0
+
+
+def test_the_filter_ablation_pairs_filtered_with_unfiltered_where_both_ran(metrics):
+    """Filtered against unfiltered SmolLM2 LoRA queries (the same S pairs added), at each N <= 100 both rows
+    reached, with ordered intervals; the filter keeps part of the writer's distinct queries, never more."""
+    pools = {row: metrics[f"curve/train/{row}/pool_pairs"] for row in ("SmolLM2_LoRA_04b", "SmolLM2_LoRA_04b_unfiltered")}
+    if min(pools.values()) < 32:
+        assert not any(key.startswith("curve/test/SmolLM2_LoRA_filtered_vs_unfiltered") for key in metrics)
+        return
+    assert pools["SmolLM2_LoRA_04b"] <= pools["SmolLM2_LoRA_04b_unfiltered"]
+    assert 0 < metrics["curve/train/SmolLM2_LoRA_04b_unfiltered/kept_share"] <= 1
+    sizes = sorted(int(m.group(1)) for key in metrics
+                   if (m := re.match(r"curve/test/SmolLM2_LoRA_filtered_vs_unfiltered_N_(\d+)/ndcg@10_delta$", key)))
+    assert sizes and sizes[0] == 0 and sizes[-1] <= 100, sizes
+    for n in sizes:
+        key = f"curve/test/SmolLM2_LoRA_filtered_vs_unfiltered_N_{n}"
+        low, diff, high = (metrics[f"{key}/ndcg@10_delta{s}"] for s in ("_ci_low", "", "_ci_high"))
+        assert low <= diff <= high and -1 <= diff <= 1, key
 
 
 def test_online_section(metrics, smoke_dirs):

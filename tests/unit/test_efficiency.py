@@ -143,6 +143,31 @@ def test_run_curve_adds_synthetic_pairs_to_the_same_real_subset_and_tables_paire
                   lambda f: 0.0, score_test, np.zeros(5))
 
 
+def test_run_curve_trains_a_row_named_in_up_to_only_up_to_its_size_and_pairs_it_with_another_row():
+    from ecomrec.models.efficiency import Source, curve_table, run_curve
+
+    rng = np.random.default_rng(4)
+    catalogue = rng.normal(size=(40, 6)).astype(np.float32)
+    query_ids, real_vectors = np.arange(30) + 500, rng.normal(size=(30, 6)).astype(np.float32)
+    real_pairs = (np.arange(30), rng.integers(0, 40, 30))
+    sources = {name: Source(rng.normal(size=(12, 6)).astype(np.float32), rng.integers(0, 40, 12), writer_saw=30)
+               for name in ("filtered", "unfiltered")}
+    kwargs = dict(seeds=[1, 2], synthetic_pairs=8, score_valid=lambda f: 0.0, score_test=lambda f: rng.normal(size=5),
+                  zero_shot_test=np.zeros(5), hidden=4, doc_map_rank=2, batch_size=4, negatives=5, eval_every=1,
+                  patience=1, max_epochs=1)
+    scores, fits = run_curve(real_vectors, query_ids, real_pairs, sources, catalogue, [0, 10, 20, None],
+                             up_to={"unfiltered": 10}, **kwargs)
+    assert {n for name, n, _ in fits if name == "unfiltered"} == {0, 10}
+    assert {n for name, n, _ in fits if name == "filtered"} == {0, 10, 20, 30}
+    versus = curve_table({k: v for k, v in scores.items() if k[0] != "real only"}, sources, fits,
+                         reference="unfiltered").set_index(["row", "N"])
+    assert set(versus.dropna(subset=["Δ"]).index) == {("filtered", 0), ("filtered", 10)}  # paired only where both ran
+    expected = np.mean([scores[("filtered", 10, s)] - scores[("unfiltered", 10, s)] for s in (1, 2)])
+    assert versus.loc[("filtered", 10), "Δ"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="not sources"):
+        run_curve(real_vectors, query_ids, real_pairs, sources, catalogue, [0], up_to={"typo": 10}, **kwargs)
+
+
 def test_a_per_seed_source_trains_each_seed_on_its_own_pairs(monkeypatch):
     from ecomrec.models import efficiency as E
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecomrec.augment.filters import REASONS, explode_generated, filter_queries, keep_rates
+from ecomrec.augment.filters import REASONS, explode_generated, filter_queries, keep_rates, unfiltered
 from ecomrec.models.search import BM25Index, DenseIndex, expand_documents, rank_of
 
 TITLES = {1: "cordless drill driver kit", 2: "claw hammer steel", 3: "garden hose nozzle", 4: "interior wall paint"}
@@ -49,6 +49,16 @@ def test_filter_reasons_in_order(bm25):
     assert out["reason"].tolist() == ["kept", "duplicate", "empty", "too long", "failed round trip"]
     assert out["keep"].tolist() == [True, False, False, False, False]
     assert out["bm25_rank"].tolist()[0] == 1
+
+
+def test_unfiltered_keeps_what_the_quality_checks_drop_but_not_empties_or_repeats(bm25):
+    generated = [["cordless drill", "cordless drill", "", "  ", "one two three four five six seven eight nine", "garden hose"],
+                 ["cordless drill"]]
+    out = filter_queries(explode_generated([1, 2], [TITLES[1], TITLES[2]], generated, "g"), bm25, k=1)
+    raw = unfiltered(out)
+    assert raw["reason"].tolist() == ["kept", "too long", "failed round trip", "failed round trip"]
+    assert raw[["product_id", "query"]].duplicated().sum() == 0 and len(raw) > out["keep"].sum()
+    assert out[out["keep"]].index.isin(raw.index).all()  # the filter only removes
 
 
 def test_dense_rescues_what_bm25_misses(bm25):
