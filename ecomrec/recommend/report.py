@@ -43,6 +43,14 @@ def summarise(ranks: dict[str, pd.Series], k: int = 10, seed: int = C.SEED,
     return pd.DataFrame(rows).set_index("model"), per_user
 
 
+def _record_delta(record_as: str, candidate: str, reference: str, metric: str, d: dict,
+                  stats: tuple[str, ...] = ("diff", "low", "high")) -> None:
+    """Records `<record_as>/<candidate>_vs_<reference>/<metric>_delta`, then `_<stat>` for each further stat of `d`."""
+    key = f"{record_as}/{reporting.metric_key(candidate)}_vs_{reporting.metric_key(reference)}/{metric}_delta"
+    for stat in stats:
+        reporting.record(key if stat == "diff" else f"{key}_{stat}", d[stat])
+
+
 def paired(per_user: dict[str, pd.DataFrame], candidate: str, references, metric: str = "ndcg@10",
            seed: int = C.SEED, record_as: str | None = None) -> pd.DataFrame:
     """`candidate` − each reference on the same users: mean difference, paired 95 % interval, verdict.
@@ -54,10 +62,7 @@ def paired(per_user: dict[str, pd.DataFrame], candidate: str, references, metric
         rows.append({"reference": ref, "Δ": d["diff"], "low": d["low"], "high": d["high"],
                      "verdict": verdict(d["low"], d["high"])})
         if record_as:
-            key = f"{record_as}/{reporting.metric_key(candidate)}_vs_{reporting.metric_key(ref)}/{metric}_delta"
-            reporting.record(key, d["diff"])
-            reporting.record(f"{key}_low", d["low"])
-            reporting.record(f"{key}_high", d["high"])
+            _record_delta(record_as, candidate, ref, metric, d)
     return pd.DataFrame(rows).set_index("reference")
 
 
@@ -91,10 +96,7 @@ def seeds_table(ndcg: dict[str, list[pd.Series]], fits: dict[str, list], referen
             row |= {"Δ": d["diff"], "low": d["low"], "high": d["high"], "seed min": d["seed_min"],
                     "seed max": d["seed_max"], "verdict": verdict(d["low"], d["high"])}
             if record_as:
-                key = f"{record_as}/{reporting.metric_key(name)}_vs_{reporting.metric_key(reference)}/ndcg@{k}_delta"
-                for suffix, stat in (("", "diff"), ("_low", "low"), ("_high", "high"), ("_seed_min", "seed_min"),
-                                     ("_seed_max", "seed_max")):
-                    reporting.record(f"{key}{suffix}", d[stat])
+                _record_delta(record_as, name, reference, f"ndcg@{k}", d, ("diff", "low", "high", "seed_min", "seed_max"))
         rows.append(row)
     return pd.DataFrame(rows).set_index("variant")
 

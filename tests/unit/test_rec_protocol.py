@@ -367,3 +367,22 @@ def test_seeds_table_pools_seeds_and_records_every_comparison(tmp_path, monkeypa
     assert (saved[f"{key}_seed_min"], saved[f"{key}_seed_max"]) == (pytest.approx(min(per_seed)), pytest.approx(max(per_seed)))
     with pytest.raises(ValueError, match="score series"):
         seeds_table(ndcg, {**fits, "SASRec": fits["SASRec"][:1]}, "SASRec")
+
+
+def test_paired_compares_on_the_candidates_users_and_records_each_reference(tmp_path, monkeypatch):
+    from ecomrec import reporting
+    from ecomrec.recommend.report import paired
+
+    monkeypatch.setattr(reporting, "_current", None)
+    reporting.start("05_hybrid_recommendation", tmp_path / "metrics")
+    users = pd.Index([f"u{i}" for i in range(300)], name=C.COL_USER)
+    rng = np.random.default_rng(1)
+    base = pd.DataFrame({"ndcg@10": rng.random(300)}, index=users)
+    per_user = {"pop": base, "hybrid": base.assign(**{"ndcg@10": base["ndcg@10"] + 0.05}).iloc[::-1],
+                "same": base.copy()}
+    table = paired(per_user, "hybrid", ["pop", "same"], record_as="rec/test")
+    assert table.loc["pop", "Δ"] == pytest.approx(0.05) and table.loc["pop", "verdict"] == "helped"
+    saved = reporting.load_metrics(tmp_path / "metrics")["05_hybrid_recommendation"]
+    for ref in ("pop", "same"):
+        key = f"rec/test/hybrid_vs_{ref}/ndcg@10_delta"
+        assert saved[key] == pytest.approx(0.05) and saved[f"{key}_low"] <= saved[key] <= saved[f"{key}_high"]
