@@ -89,7 +89,7 @@ PROFILES: dict[str, Profile] = {
                      llm_lora_steps=4, llm_quality_products=10, llm_products=40, llm_office_items=12),
     "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,
                     rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
-                    mlm_heldout=2_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
+                    mlm_heldout=1_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
                     biencoder_steps=40, two_tower_eval_every=300, two_tower_max_epochs=1.5, valid_distractors=4_000,
                     cross_eval_every=150, cross_max_epochs=0.4, rerank_valid_queries=300, rerank_depths=(10, 20, 50), rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
                     sasrec_patience=5, sasrec_trials=8, rec_trials=30, rec_seeds=3,

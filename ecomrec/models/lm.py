@@ -33,7 +33,7 @@ class TrainResult:
         if self.best_step is None:
             return f"{self.steps:,} steps, no held-out selection (the step budget)"
         return (f"kept step {self.best_step:,} of {self.steps:,}: " + (
-            "converged (patience)" if self.stopped != BUDGET else "STOPPED BY ITS STEP BUDGET, still improving"))
+            "converged (patience)" if self.stopped != BUDGET else "STOPPED BY ITS STEP BUDGET before patience ran out"))
 
 
 def train_selected(trainer, eval_steps: int | None = None, patience: int = 3, min_delta: float = 0.01) -> TrainResult:
