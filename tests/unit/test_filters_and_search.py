@@ -61,6 +61,16 @@ def test_unfiltered_keeps_what_the_quality_checks_drop_but_not_empties_or_repeat
     assert out[out["keep"]].index.isin(raw.index).all()  # the filter only removes
 
 
+def test_a_repeated_string_is_searched_once_and_ranked_for_each_of_its_products(bm25):
+    searched, search = [], bm25.search
+    bm25.search = lambda queries, k=10: (searched.append(list(queries)), search(queries, k=k))[1]
+    generated = [["garden hose", "hammer"], ["hammer"], ["garden hose"]]
+    out = filter_queries(explode_generated([3, 2, 1], [TITLES[3], TITLES[2], TITLES[1]], generated, "g"), bm25, k=1)
+    assert searched == [["garden hose", "hammer"]]
+    assert out["bm25_rank"].tolist() == [1, 0, 1, 0]
+    assert out["reason"].tolist() == ["kept", "failed round trip", "kept", "failed round trip"]
+
+
 def test_dense_rescues_what_bm25_misses(bm25):
     class Encoder:  # "power tool" has no word in common with the drill's title, but means it
         def encode(self, texts, **kwargs):
