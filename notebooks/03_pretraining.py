@@ -93,8 +93,8 @@ counts
 # training texts with `tokenizers`. Every stage of this chapter is selected on the held-out texts: their masked
 # loss is measured five times over the step budget, the best weights are kept, and a stage stops once 3
 # evaluations in a row have not lowered it by more than 0.01 nats (`ecomrec.models.lm.train_selected`); each
-# printout says whether patience or the budget ended it. (The budgets are small: a CPU cannot pretrain to
-# convergence in this chapter's share of the report, and the printouts say so.)
+# printout says whether patience or the budget ended it. (The step budgets are sized to this chapter's share of the
+# report; whether a stage converged inside its budget is read from its printout and its recorded `converged` flag.)
 
 # %%
 scratch_tokenizer = train_wordpiece_tokenizer(train_texts, vocab_size=8_192)

@@ -247,16 +247,8 @@ print(f"{len(curve_fits)} points trained in {sum(f.seconds for f in curve_fits.v
 # %%
 curve = E.curve_table(scores, sources, curve_fits, seed=SEED)  # "budget stops": seeds that hit their budget
 n_all = len(train_ids)
-for r in curve.to_dict("records"):
-    keys = [reporting.metric_key(f"{r['row']} N={r['N']}")] + ([reporting.metric_key(f"{r['row']} all")] if r["N"] == n_all else [])
-    values = {"ndcg@10": r["NDCG@10"], "ndcg@10_ci_low": r["low"], "ndcg@10_ci_high": r["high"], "seeds": r["seeds"],
-              "upper_bound": float(r["upper bound"]), "ndcg@10_delta": r.get("Δ"), "ndcg@10_delta_ci_low": r.get("Δ low"),
-              "ndcg@10_delta_ci_high": r.get("Δ high"), "ndcg@10_delta_seed_min": r.get("Δ seed min"),
-              "ndcg@10_delta_seed_max": r.get("Δ seed max")}
-    for key in keys:
-        for metric, value in values.items():
-            if value is not None and np.isfinite(value):
-                reporting.record(f"curve/test/{key}/{metric}", float(value))
+E.record_curve(curve, lambda r: [reporting.metric_key(f"{r['row']} N={r['N']}")]
+               + ([reporting.metric_key(f"{r['row']} all")] if r["N"] == n_all else []))
 reporting.record("curve/train/all/sizes", len(curve["N"].unique()))
 curve.style.format({c: "{:.3f}" for c in ("NDCG@10", "low", "high")} | {c: "{:+.3f}" for c in
                    ("Δ", "Δ low", "Δ high", "Δ seed min", "Δ seed max")} | {"N": "{:,}"}, na_rep="")
@@ -319,10 +311,8 @@ if {FILTERED_ROW, UNFILTERED_ROW} <= set(sources):
     versus = versus[(versus["row"] == FILTERED_ROW) & versus["Δ"].notna()].drop(columns=["row", "low", "high"])
     kept_share = len(pools[FILTERED_ROW]) / len(pools[UNFILTERED_ROW])
     reporting.record(f"curve/train/{reporting.metric_key(UNFILTERED_ROW)}/kept_share", kept_share)
-    for r in versus.to_dict("records"):
-        key = reporting.metric_key(f"SmolLM2 LoRA filtered vs unfiltered N={r['N']}")
-        for metric, column in (("ndcg@10_delta", "Δ"), ("ndcg@10_delta_ci_low", "Δ low"), ("ndcg@10_delta_ci_high", "Δ high")):
-            reporting.record(f"curve/test/{key}/{metric}", float(r[column]))
+    E.record_curve(versus, lambda r: [reporting.metric_key(f"SmolLM2 LoRA filtered vs unfiltered N={r['N']}")],
+                   metrics=("ndcg@10_delta", "ndcg@10_delta_ci_low", "ndcg@10_delta_ci_high"))
     print(f"the filter kept {kept_share:.0%} of the writer's {len(pools[UNFILTERED_ROW]):,} distinct queries; filtered "
           "against unfiltered, the same S pairs added: " + "; ".join(
               f"N = {r['N']:,}: {r['Δ']:+.3f} [{r['Δ low']:+.3f}, {r['Δ high']:+.3f}] {verdict(r['Δ low'], r['Δ high'])}"

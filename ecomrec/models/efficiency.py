@@ -287,6 +287,32 @@ def run_curve(real_vectors: np.ndarray, real_query_ids: Sequence, real_pairs: tu
     return scores, fits
 
 
+CURVE_METRICS = {"ndcg@10": "NDCG@10", "ndcg@10_ci_low": "low", "ndcg@10_ci_high": "high", "seeds": "seeds",
+                 "upper_bound": "upper bound", "ndcg@10_delta": "Δ", "ndcg@10_delta_ci_low": "Δ low",
+                 "ndcg@10_delta_ci_high": "Δ high", "ndcg@10_delta_seed_min": "Δ seed min",
+                 "ndcg@10_delta_seed_max": "Δ seed max"}  # recorded metric name -> `curve_table` column
+
+
+def record_curve(table: pd.DataFrame, keys: Callable[[dict], Sequence[str]],
+                 metrics: Sequence[str] = tuple(CURVE_METRICS)) -> int:
+    """Record each row of a `curve_table` under `curve/test/<key>/<metric>`, for every key `keys(row)` names and
+    every one of `metrics` whose value is finite (a point with no Δ records none); returns how many it recorded."""
+    from ecomrec import reporting
+
+    unknown = set(metrics) - set(CURVE_METRICS)
+    if unknown:
+        raise ValueError(f"not curve metrics: {sorted(unknown)}; known: {list(CURVE_METRICS)}")
+    count = 0
+    for row in table.to_dict("records"):
+        for key in keys(row):
+            for metric in metrics:
+                value = row.get(CURVE_METRICS[metric])
+                if value is not None and np.isfinite(value):
+                    reporting.record(f"curve/test/{key}/{metric}", float(value))
+                    count += 1
+    return count
+
+
 def curve_table(scores: dict[tuple[str, int, int], np.ndarray], sources: dict[str, Source | dict[int, Source]],
                 fits: dict[tuple[str, int, int], LoopFit], seed: int = C.SEED, reference: str = "real only") -> pd.DataFrame:
     """One row per (row, N): mean test NDCG@10 over queries of the per-query mean over seeds, its 95 % bootstrap

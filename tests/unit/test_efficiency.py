@@ -1,5 +1,7 @@
 """The data-efficiency curve's parts: nested subsets, the writer rule, the fast NDCG scorer, the adapter trainer."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -226,3 +228,25 @@ def test_writer_examples_come_from_the_rows_subset_only():
         assert writer_examples(pairs, subsets[10], k=3, seed=seed) == examples  # seeded
     with pytest.raises(ValueError, match="no training pair"):
         writer_examples(pairs, [1, 2, 3], k=3, seed=0)
+
+
+def test_record_curve_records_each_finite_value_under_every_key_a_row_names(tmp_path, monkeypatch):
+    from ecomrec import reporting
+    from ecomrec.models.efficiency import record_curve
+
+    monkeypatch.setattr(reporting, "_current", None)
+    path = reporting.start("06_evaluation", tmp_path)
+    table = pd.DataFrame([
+        {"row": "real only", "N": 10, "seeds": 2, "NDCG@10": 0.5, "low": 0.4, "high": 0.6, "upper bound": False},
+        {"row": "writer", "N": 10, "seeds": 2, "NDCG@10": 0.55, "low": 0.45, "high": 0.65, "upper bound": True,
+         "Δ": 0.05, "Δ low": -0.01, "Δ high": 0.11, "Δ seed min": 0.02, "Δ seed max": 0.08}])
+    table.loc[0, ["Δ", "Δ low"]] = np.nan  # the reference row has no Δ
+    keys = lambda r: [f"{r['row'].replace(' ', '_')}_N_{r['N']}"] + (["writer_all"] if r["row"] == "writer" else [])
+    assert record_curve(table, keys) == 5 + 10 + 10
+    metrics = json.loads(path.read_text())
+    assert metrics["curve/test/writer_all/ndcg@10_delta_ci_low"] == -0.01
+    assert metrics["curve/test/writer_N_10/upper_bound"] == 1.0
+    assert "curve/test/real_only_N_10/ndcg@10_delta" not in metrics
+    assert record_curve(table.tail(1), keys, metrics=("ndcg@10_delta",)) == 2
+    with pytest.raises(ValueError, match="not curve metrics"):
+        record_curve(table, keys, metrics=("ndcg@5",))
