@@ -2,7 +2,7 @@
 
 `summary_markdown(recorded, profile)` turns the metrics every notebook recorded
 (`reporting.load_metrics(<report>/metrics)`) into `summary.md`: search systems, `06`'s data-efficiency curve and
-ablations, `04b`'s equal-budget rows and doc2query, the recommenders of `05`, the step to an online test, and
+ablations, `04b`'s doc2query rows, the recommenders of `05`, the step to an online test, and
 serving.
 `headline_figures(recorded, folder)` draws the same figures as pictures for the index page. Nothing here
 reads a notebook's variables, so the summary of a run and of the published reference are made the same way,
@@ -156,32 +156,21 @@ def _ablation_section(recorded: dict, names: dict[str, str] | None = None) -> li
 
 def _llm_section(recorded: dict, names: dict[str, str] | None = None) -> list[str]:
     r04b = recorded.get("04b_llm_synthesis", {})
-    pools = _rows(r04b, "llm/train", "pool_pairs")
-    if not pools:
+    lines = []
+    for where, prefix in (("all test queries", "llm/test_bm25"), ("the cold test queries", "llm/test_cold_bm25")):
+        deltas = _rows(r04b, prefix, "ndcg@10_delta_diff")
+        if deltas:
+            lines += ["", f"doc2query for BM25 (titles + kept synthetic queries against titles only, {where}):", ""]
+            lines += [_delta_line(display_name(k, names), v, *_interval(r04b, f"{prefix}/{k}/ndcg@10_delta", "_low", "_high"),
+                                  prefix="Δ ") for k, v in deltas.items()]
+    if not lines:
         return []
-    per_row = r04b.get("llm/train/equal_budget/pairs_per_row")
-    lines = ["## Training data from a pretrained LLM (SmolLM2-135M-Instruct, 04b)", "",
-             (f"Every source at an equal budget ({int(per_row):,} pairs and the same "
-              "steps per row); paired Δ NDCG@10 against real pairs only (95% CI):" if per_row is not None else
-              "Equal-budget rows, paired Δ NDCG@10 against real pairs only (95% CI):"), ""]
-    mixes = [k for k in _rows(r04b, "llm/test", "ndcg@10_delta_diff") if k not in pools]  # e.g. real + SmolLM2
-    rows = [*pools.items(), *((k, None) for k in mixes)]
-    rows.sort(key=lambda row: f"llm/test/{row[0]}/ndcg@10_delta_diff" in r04b)  # the reference row first (stable)
-    for key, size in rows:
-        stem = f"llm/test/{key}/ndcg@10"
-        if stem not in r04b:
-            lines.append(f"- {display_name(key, names)}: left out — its filtered pool had {int(size):,} pairs, under one batch")
-        elif f"{stem}_delta_diff" in r04b:
-            lines.append(_delta_line(display_name(key, names), r04b[f"{stem}_delta_diff"],
-                                     *_interval(r04b, f"{stem}_delta", "_low", "_high"), prefix=f"{r04b[stem]:.3f}, Δ "))
-        else:
-            lines.append(f"- {display_name(key, names)}: {r04b[stem]:.3f} (the reference row)")
-    doc2query = _rows(r04b, "llm/test_bm25", "ndcg@10_delta_diff")
-    if doc2query:
-        lines += ["", "doc2query for BM25 (titles + kept synthetic queries against titles only, all test queries):", ""]
-        lines += [_delta_line(display_name(k, names), v, *_interval(r04b, f"llm/test_bm25/{k}/ndcg@10_delta", "_low", "_high"),
-                              prefix="Δ ") for k, v in doc2query.items()]
-    return lines + [""]
+    head = ["## Text from a pretrained LLM (SmolLM2-135M-Instruct, 04b)", ""]
+    products, keep = r04b.get("llm/all/SmolLM2_LoRA/products"), r04b.get("llm/all/SmolLM2_LoRA/keep_rate")
+    if products is not None and keep is not None:
+        head.append(f"The LoRA writer covered {int(products):,} products, a uniform sample of the catalogue; the filter kept "
+                    f"{keep:.0%} of its queries. What they add to a trained retriever is the data-efficiency curve's.")
+    return head + lines + [""]
 
 
 def _rec_section(recorded: dict, names: dict[str, str] | None = None) -> list[str]:

@@ -284,11 +284,7 @@ plt.show()
 
 # %%
 for name in sources:
-    verdicts = {}
-    for r in curve[(curve["row"] == name) & curve["Δ"].notna()].to_dict("records"):
-        verdicts.setdefault(verdict(r["Δ low"], r["Δ high"]), []).append(
-            f"N = {r['N']:,} ({r['Δ']:+.3f}{', upper bound' if r['upper bound'] else ''})")
-    print(f"real + {name}: " + "; ".join(f"{v} at {', '.join(points)}" for v, points in verdicts.items()))
+    print(f"real + {name}: {E.verdict_line(curve, name)}")
 real_only = curve[curve["row"] == "real only"].set_index("N")["NDCG@10"]
 two_tower = recorded["04_finetuning"]["search/test/MiniLM_plus_MNRL_early-stopped/ndcg@10"]
 reporting.record("curve/test/two_tower_minus_adapters/ndcg@10", two_tower - real_only[n_all])
@@ -321,6 +317,29 @@ else:
     versus = pd.DataFrame()
     print(f"the filter's ablation needs both rows on the curve; left out: {sorted(curve_left_out)}")
 versus.style.format({"NDCG@10": "{:.3f}", "N": "{:,}"} | {c: "{:+.3f}" for c in ("Δ", "Δ low", "Δ high", "Δ seed min", "Δ seed max")})
+
+# %% [markdown]
+# **Cold queries.** A test query is *cold* when none of its relevant products was judged for any train query: no
+# real pair can have taught a model those products, only synthetic pairs written for them (where the uniform
+# sample covers them). The points above, scored on the cold test queries only — the per-query scores are sliced,
+# nothing is retrained; Δ against real only at the same N, paired over the same seeds:
+
+# %%
+judged_in_train = set(frames["homedepot/judgments_train"][C.COL_PRODUCT_ID])
+test_relevant = judged_pairs(frames, "test", RELEVANT)
+is_cold = test_relevant.groupby(C.COL_QUERY_ID)[C.COL_PRODUCT_ID].agg(lambda p: not set(p) & judged_in_train)
+cold = pd.Index(test_ids).isin(is_cold[is_cold].index)
+reporting.record("curve/test_cold/all/queries", int(cold.sum()))
+print(f"{cold.sum():,} of {len(test_ids):,} test queries are cold")
+if cold.any():
+    cold_curve = E.curve_table({key: value[cold] for key, value in scores.items()}, sources, curve_fits, seed=SEED)
+    E.record_curve(cold_curve, lambda r: [reporting.metric_key(f"{r['row']} N={r['N']}")], split="test_cold",
+                   metrics=("ndcg@10", "ndcg@10_delta", "ndcg@10_delta_ci_low", "ndcg@10_delta_ci_high"))
+    for name in sources:
+        print(f"real + {name}, cold queries: {E.verdict_line(cold_curve, name)}")
+    cold_view = cold_curve.assign(cell=[f"Δ {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(d) else f"NDCG@10 {v:.3f}"
+                                        for v, d, lo, hi in cold_curve[["NDCG@10", "Δ", "Δ low", "Δ high"]].to_numpy()])
+    display(cold_view.pivot(index="N", columns="row", values="cell").fillna(""))
 
 # %% [markdown]
 # ## 3. Negatives: what a sampled softmax needs, at equal wall-clock time
@@ -461,40 +480,6 @@ ax.axvline(from_04.loc["pretraining: none (packaged MiniLM)", "ndcg@10"], color=
 ax.set(title="Pretraining and LoRA (04, same step budget)", xlabel="test NDCG@10 (95 % bootstrap CI)")
 plt.tight_layout()
 plt.show()
-
-# %% [markdown]
-# ### Training data written by a pretrained LLM, from `04b`'s recorded results
-#
-# `04b` trained `04`'s bi-encoder on the same number of pairs and steps from each source — real train
-# pairs, `02`'s templates, `02`'s from-scratch model, SmolLM2-LoRA queries, half real and half SmolLM2 —
-# and compared each with the real-only row by a paired bootstrap over the same test queries.
-
-# %%
-r04b = recorded["04b_llm_synthesis"]
-llm_rows = {"real pairs only": "real", "templates (02)": "templates_filtered", "from-scratch model (02)": "scratch_model_filtered",
-            "SmolLM2 LoRA": "SmolLM2_LoRA_filtered", "real + SmolLM2": "real_plus_SmolLM2"}
-llm_left_out = {label: int(r04b[f"llm/train/{key}/pool_pairs"]) for label, key in llm_rows.items()
-                if f"llm/test/{key}/ndcg@10" not in r04b}  # 04b leaves out a row whose pool is under one batch
-llm_rows = {label: key for label, key in llm_rows.items() if label not in llm_left_out}
-for label, size in llm_left_out.items():
-    print(f"{label}: left out by 04b, its filtered pool had {size:,} pairs (under one batch)")
-llm_table = pd.DataFrame({label: {"NDCG@10": r04b[f"llm/test/{key}/ndcg@10"], "low": r04b[f"llm/test/{key}/ndcg@10_ci_low"],
-                                  "high": r04b[f"llm/test/{key}/ndcg@10_ci_high"],
-                                  "Δ": r04b.get(f"llm/test/{key}/ndcg@10_delta_diff", np.nan),
-                                  "Δ low": r04b.get(f"llm/test/{key}/ndcg@10_delta_low", np.nan),
-                                  "Δ high": r04b.get(f"llm/test/{key}/ndcg@10_delta_high", np.nan)}
-                          for label, key in llm_rows.items()}).T
-fig, ax = plt.subplots(figsize=(8, 3.0))
-ax.errorbar(llm_table["NDCG@10"], range(len(llm_table)), xerr=[llm_table["NDCG@10"] - llm_table["low"],
-                                                             llm_table["high"] - llm_table["NDCG@10"]], fmt="o", capsize=4)
-ax.set_yticks(range(len(llm_table)), llm_table.index)
-ax.invert_yaxis()
-ax.axvline(llm_table.loc["real pairs only", "NDCG@10"], color="grey", ls="--", lw=1)
-ax.set(xlabel="test NDCG@10 (95 % bootstrap CI)",
-       title=f"Equal budget ({int(r04b['llm/train/equal_budget/pairs_per_row']):,} pairs per row, 04b)")
-plt.tight_layout()
-plt.show()
-llm_table.style.format("{:.3f}")
 
 # %% [markdown]
 # ## 4. Recommendation ablations, from `05`'s recorded results

@@ -54,9 +54,7 @@ FLOORS: dict[str, list[Floor]] = {
         Floor("search/test/behaviour_minimum_functionality/pass_rate", 0.8),
     ],
     "04b_llm_synthesis": [
-        Floor("llm/test/real/ndcg@10", 0.30, why="real pairs alone train a working bi-encoder"),
-        *[Floor(f"llm/test/{row}/ndcg@10", "llm/test/real/ndcg@10", 0.05, why="synthetic pairs must not break training")
-          for row in ("SmolLM2_LoRA_filtered", "real_plus_SmolLM2")],
+        Floor("llm/test_bm25/title_only/ndcg@10", 0.40, why="BM25 over the titles must find relevant products (smoke: 0.62)"),
         Floor("llm/test_bm25/title_plus_SmolLM2_LoRA_queries/ndcg@10", "llm/test_bm25/title_only/ndcg@10", 0.03),
     ],
     "05_hybrid_recommendation": [

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ecomrec import config as C
-from ecomrec.metrics import bootstrap_ci, seed_pooled_paired
+from ecomrec.metrics import bootstrap_ci, seed_pooled_paired, verdict
 from ecomrec.models.loop import LoopFit, train_until_valid
 from ecomrec.models.query_tower import DocumentMap, map_catalogue, training_examples
 from ecomrec.models.selection import PATIENCE
@@ -294,8 +294,8 @@ CURVE_METRICS = {"ndcg@10": "NDCG@10", "ndcg@10_ci_low": "low", "ndcg@10_ci_high
 
 
 def record_curve(table: pd.DataFrame, keys: Callable[[dict], Sequence[str]],
-                 metrics: Sequence[str] = tuple(CURVE_METRICS)) -> int:
-    """Record each row of a `curve_table` under `curve/test/<key>/<metric>`, for every key `keys(row)` names and
+                 metrics: Sequence[str] = tuple(CURVE_METRICS), split: str = "test") -> int:
+    """Record each row of a `curve_table` under `curve/<split>/<key>/<metric>`, for every key `keys(row)` names and
     every one of `metrics` whose value is finite (a point with no Δ records none); returns how many it recorded."""
     from ecomrec import reporting
 
@@ -308,9 +308,19 @@ def record_curve(table: pd.DataFrame, keys: Callable[[dict], Sequence[str]],
             for metric in metrics:
                 value = row.get(CURVE_METRICS[metric])
                 if value is not None and np.isfinite(value):
-                    reporting.record(f"curve/test/{key}/{metric}", float(value))
+                    reporting.record(f"curve/{split}/{key}/{metric}", float(value))
                     count += 1
     return count
+
+
+def verdict_line(table: pd.DataFrame, row: str) -> str:
+    """`row`'s points of a `curve_table` grouped by the verdict of their paired interval (`ecomrec.metrics.verdict`),
+    e.g. "helped at N = 0 (+0.031); no detectable difference at N = 100 (+0.002), N = 300 (-0.001)"."""
+    verdicts: dict[str, list[str]] = {}
+    for r in table[(table["row"] == row) & table["Δ"].notna()].to_dict("records"):
+        verdicts.setdefault(verdict(r["Δ low"], r["Δ high"]), []).append(
+            f"N = {r['N']:,} ({r['Δ']:+.3f}{', upper bound' if r['upper bound'] else ''})")
+    return "; ".join(f"{v} at {', '.join(points)}" for v, points in verdicts.items()) or "no point compared"
 
 
 def curve_table(scores: dict[tuple[str, int, int], np.ndarray], sources: dict[str, Source | dict[int, Source]],

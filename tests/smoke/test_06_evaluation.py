@@ -96,18 +96,27 @@ def test_online_section(metrics, smoke_dirs):
     assert "Ablations" in summary and "users per arm" in summary
 
 
-def test_summary_carries_the_llm_equal_budget_rows(metrics, smoke_dirs):
+def test_summary_carries_04b_doc2query_rows_with_computed_verdicts(metrics, smoke_dirs):
     summary = (smoke_dirs["reports"] / "smoke" / "summary.md").read_text()
-    assert "pretrained LLM (SmolLM2-135M-Instruct, 04b)" in summary
-    llm = json.loads((smoke_dirs["reports"] / "smoke" / "metrics" / "04b_llm_synthesis.json").read_text())
-    for label, key in (("templates (filtered)", "templates_filtered"), ("SmolLM2 LoRA (filtered)", "SmolLM2_LoRA_filtered"),
-                       ("real + SmolLM2", "real_plus_SmolLM2")):  # 04b's names
-        line = next(ln for ln in summary.splitlines() if ln.startswith(f"- {label}:"))
-        if f"llm/test/{key}/ndcg@10" in llm:
-            assert any(word in line for word in ("helped", "hurt", "no detectable difference")), line
-        else:  # 04b left the row out (its pool was under one batch): the summary must say so, not invent a verdict
-            assert "left out" in line and llm[f"llm/train/{key}/pool_pairs"] < llm["llm/train/equal_budget/batch_size"], line
-    assert "doc2query for BM25" in summary
+    assert "pretrained LLM (SmolLM2-135M-Instruct, 04b)" in summary and "equal budget" not in summary.lower()
+    for where in ("all test queries", "the cold test queries"):
+        assert f"doc2query for BM25 (titles + kept synthetic queries against titles only, {where})" in summary
+    line = next(ln for ln in summary.splitlines() if ln.startswith("- title + SmolLM2 LoRA queries:"))
+    assert any(word in line for word in ("helped", "hurt", "no detectable difference")), line
+
+
+def test_the_curve_is_sliced_to_the_cold_test_queries(metrics):
+    """The curve's points scored on the cold test queries only: recorded beside the whole test set's, each
+    synthetic row's Δ against real only with an ordered interval, and no key for a row that did not reach N."""
+    assert 0 < metrics["curve/test_cold/all/queries"]
+    cold = {key.split("/")[2] for key in metrics if key.startswith("curve/test_cold/") and key.endswith("/ndcg@10")}
+    assert cold == {key.split("/")[2] for key in metrics
+                    if key.startswith("curve/test/") and key.endswith("/ndcg@10") and "_N_" in key}
+    for key in cold:
+        assert 0 <= metrics[f"curve/test_cold/{key}/ndcg@10"] <= 1
+        if not key.startswith("real_only"):
+            low, diff, high = (metrics[f"curve/test_cold/{key}/ndcg@10_delta{s}"] for s in ("_ci_low", "", "_ci_high"))
+            assert low <= diff <= high, key
 
 
 def test_quality_floors(metrics):  # a model that regressed to nothing fails here (tests/floors.py)

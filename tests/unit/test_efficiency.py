@@ -250,3 +250,14 @@ def test_record_curve_records_each_finite_value_under_every_key_a_row_names(tmp_
     assert record_curve(table.tail(1), keys, metrics=("ndcg@10_delta",)) == 2
     with pytest.raises(ValueError, match="not curve metrics"):
         record_curve(table, keys, metrics=("ndcg@5",))
+
+
+def test_verdict_line_groups_a_rows_points_by_the_verdict_of_their_paired_interval():
+    from ecomrec.models.efficiency import verdict_line
+
+    table = pd.DataFrame({"row": ["writer"] * 3 + ["real only"], "N": [0, 100, 1000, 100],
+                          "Δ": [0.03, 0.001, -0.02, np.nan], "Δ low": [0.01, -0.004, -0.03, np.nan],
+                          "Δ high": [0.05, 0.006, -0.01, np.nan], "upper bound": [False, False, True, False]})
+    assert verdict_line(table, "writer") == ("helped at N = 0 (+0.030); made no detectable difference at N = 100 (+0.001); "
+                                             "hurt at N = 1,000 (-0.020, upper bound)")
+    assert verdict_line(table, "real only") == "no point compared"
