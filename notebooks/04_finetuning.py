@@ -7,8 +7,8 @@
 # bootstrap intervals.
 #
 # **Learning objectives.** After this chapter you can
-# 1. fine-tune a bi-encoder with the multiple-negatives ranking loss, with and without hard negatives
-#    and synthetic queries, from three starting points;
+# 1. fine-tune a bi-encoder with the multiple-negatives ranking loss from three starting points, and train
+#    one until valid stops improving;
 # 2. train a cross-encoder to predict graded relevance and use it to re-rank a first stage;
 # 3. compare LoRA with full fine-tuning on trainable parameters, wall time and quality;
 # 4. evaluate retrieval on a full catalogue with graded NDCG, recall and MRR, with intervals and a
@@ -24,7 +24,6 @@ DEVICE = "auto"
 DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
 BATCH_SIZE = 32
 BF16 = "auto"  # bfloat16 autocast for the main bi-encoder and the cross-encoder: "auto" = where the hardware has native bf16 (scripts/bf16_probe.py)
-HARD_NEGATIVES = "dense-hard"  # which of 02's triplet sets adds explicit negatives
 RERANK_DEPTH = 100  # every first stage returns its top 100 (Recall@100)
 MINE_DEPTH = 30  # the cross-encoder's hard negatives come from the first stage's top 30 for each training query
 MINE_MARGIN = 0.05  # ... minus those within this cosine of the query's best relevant product
@@ -43,7 +42,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 
 from ecomrec import config as C
 from ecomrec import reporting
@@ -150,29 +149,21 @@ pd.DataFrame({name: per_query[(name, "test")].mean() for name in ("BM25", "MiniL
 # | row | start | training data |
 # |---|---|---|
 # | MiniLM + MNRL | packaged MiniLM | real pairs |
-# | + hard negatives | packaged MiniLM | real anchors from 02's `dense-hard` triplets (margin 0.05) |
-# | + synthetic queries | packaged MiniLM | real pairs and as many filtered synthetic pairs (02's templates and T5), mixed |
 # | DAPT MiniLM + MNRL | MiniLM adapted in 03 | real pairs |
 # | scratch BERT + MNRL | small BERT from 03 | real pairs |
 # | MiniLM + MNRL, LoRA | packaged MiniLM, LoRA adapters only | real pairs |
+#
+# What `02`'s hard negatives and synthetic queries add is measured in `06`, each to convergence — the
+# negatives ablation at equal wall-clock time and the data-efficiency curve — on adapters over vectors encoded
+# once, where a row costs seconds rather than a catalogue pass; a few dozen steps here would only say how they
+# change warm-up.
 
 # %%
 rng = np.random.default_rng(SEED)
 real = Dataset.from_dict({"anchor": train_pairs[C.COL_QUERY].tolist(), "positive": train_pairs[C.COL_TITLE].tolist()})
-hard = load_from_disk(str(root / "augment" / "triplets" / HARD_NEGATIVES))
-hard = hard.filter(lambda row: row["source"] == "real").select_columns(["anchor", "positive", "negative"])
-synthetic_queries = pd.read_parquet(root / "augment" / "synthetic_queries_homedepot.parquet")
-synthetic_queries = synthetic_queries[synthetic_queries["keep"] & synthetic_queries["generator"].isin(["templates", "scratch-sample"])]
-synthetic_sample = synthetic_queries.sample(min(len(real), len(synthetic_queries)), random_state=SEED)
-mixed = Dataset.from_dict({
-    "anchor": train_pairs[C.COL_QUERY].tolist() + synthetic_sample[C.COL_QUERY].tolist(),
-    "positive": train_pairs[C.COL_TITLE].tolist() + synthetic_sample[C.COL_TITLE].tolist(),
-}).shuffle(seed=SEED)
 scratch_path, dapt_path = root / "pretrain" / "scratch_bert", root / "pretrain" / "minilm_dapt"
 variants = {  # name → (loader of the starting model, training data, learning rate, LoRA?)
     "MiniLM + MNRL": (lambda: load_minilm(device), real, 5e-5, False),
-    "MiniLM + MNRL + hard negatives": (lambda: load_minilm(device), hard, 5e-5, False),
-    "MiniLM + MNRL + synthetic queries": (lambda: load_minilm(device), mixed, 5e-5, False),
     "DAPT MiniLM + MNRL": (lambda: sentence_encoder(dapt_path, device), real, 5e-5, False),
     "scratch BERT + MNRL": (lambda: sentence_encoder(scratch_path, device), real, 5e-4, False),
     "MiniLM + MNRL, LoRA": (lambda: load_minilm(device), real, 1e-3, True),
@@ -180,11 +171,8 @@ variants = {  # name → (loader of the starting model, training data, learning 
 valid_pairs = (judged_pairs(frames, "valid", RELEVANT).drop_duplicates(C.COL_QUERY).drop_duplicates(C.COL_TITLE)
                .sample(frac=1.0, random_state=SEED).head(512))
 heldout_batches = len(valid_pairs) // BATCH_SIZE
-sizes = {"real pairs": len(real), f"{HARD_NEGATIVES} triplets (real anchors)": len(hard),
-         "synthetic pairs available": len(synthetic_queries), "real + synthetic mix": len(mixed)}
-for name, size in sizes.items():
-    reporting.record(f"search/train/{name.split(' (')[0].replace(' ', '_')}/rows", size)
-print({k: f"{v:,}" for k, v in sizes.items()}, f"— {profile.biencoder_steps} steps of {BATCH_SIZE} per row; "
+reporting.record("search/train/real_pairs/rows", len(real))
+print(f"{len(real):,} real pairs — {profile.biencoder_steps} steps of {BATCH_SIZE} per row; "
       f"held-out loss on {heldout_batches} fixed batches of valid pairs")
 
 # %% [markdown]
@@ -192,8 +180,8 @@ print({k: f"{v:,}" for k, v in sizes.items()}, f"— {profile.biencoder_steps} s
 # CPU. The catalogue pass runs the same fp32 weights through ONNX Runtime (faster than PyTorch on a CPU;
 # `07` explains the export and measures both), and every pass is checked against PyTorch on a sample of titles.
 # Every pass goes through an **embedding cache** (`ecomrec.models.embedding_cache`) keyed by a hash of the
-# model's weights and tokenizer, the titles and the runtime: a later notebook that trains the very same model
-# (`06` does, twice) reads these embeddings instead of paying for the pass again.
+# model's weights and tokenizer, the titles and the runtime: a later run that trains the very same model (same
+# seed, same data) reads these embeddings instead of paying for the pass again.
 
 # %%
 embedding_cache = EmbeddingCache(root / "embeddings")  # shared by 04, 04b and 06
@@ -692,7 +680,7 @@ def delta(name: str, against: str = "MiniLM + MNRL") -> str:
 
 print(f"Selected on valid: {selected} — test NDCG@10 {table.loc[selected, 'ndcg@10']:.3f} "
       f"(BM25 {table.loc['BM25', 'ndcg@10']:.3f}, zero-shot MiniLM {table.loc['MiniLM zero-shot', 'ndcg@10']:.3f}).")
-for name in ("MiniLM + MNRL + hard negatives", "MiniLM + MNRL + synthetic queries", "DAPT MiniLM + MNRL", "MiniLM + MNRL, LoRA", MAIN):
+for name in ("DAPT MiniLM + MNRL", "MiniLM + MNRL, LoRA", MAIN):
     print(delta(name))
 print(delta("MiniLM + MNRL", against="MiniLM zero-shot"))
 gap = {name: table.loc[name, "NDCG@10 judged-only"] - table.loc[name, "ndcg@10"] for name in ("BM25", MAIN)}
@@ -783,7 +771,9 @@ finish("search", notebook_start)
 # ## Exercises
 # 1. Double `profile.biencoder_steps` for the plain MNRL row only. Is the gap to the other rows a budget
 #    effect?
-# 2. Switch `HARD_NEGATIVES` to `bm25-hard` and to `adversarial`. Which negatives help, and which hurt?
+# 2. Add a row trained on `02`'s `dense-hard` triplets (`load_from_disk(root / "augment" / "triplets" / "dense-hard")`)
+#    for the same steps. Compare its verdict with `06`'s negatives ablation, trained to convergence: what can a
+#    verdict at this budget say?
 # 3. Set `MINE_MARGIN` to 0 (keep every unjudged candidate as a negative) and retrain the cross-encoder. Does
 #    its valid learning curve end higher or lower, and why might false negatives matter more for a re-ranker?
 # 4. Find three failed behavioural cases and explain each from the tokenizer's point of view.

@@ -7,8 +7,7 @@ from floors import failures
 from ecomrec.config import PROFILES
 
 pytestmark = pytest.mark.smoke
-ROWS = ("BM25", "MiniLM_zero-shot", "MiniLM_plus_MNRL", "MiniLM_plus_MNRL_plus_hard_negatives",
-        "MiniLM_plus_MNRL_plus_synthetic_queries", "DAPT_MiniLM_plus_MNRL", "scratch_BERT_plus_MNRL",
+ROWS = ("BM25", "MiniLM_zero-shot", "MiniLM_plus_MNRL", "DAPT_MiniLM_plus_MNRL", "scratch_BERT_plus_MNRL",
         "MiniLM_plus_MNRL_LoRA", "scratch_BERT_no_fine-tuning", "MiniLM_plus_MNRL_early-stopped")
 
 
