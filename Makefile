@@ -36,7 +36,7 @@ PARAMS      := SEED=$(SEED) DEVICE=$(DEVICE) DATA_DIR=$(DATA_DIR) ARTIFACT_DIR=$
 .DELETE_ON_ERROR:
 
 help:
-	@echo "make report [PROFILE=full|smoke]  environment + data + every notebook + $(REPORT_ROOT)/<profile>/index.html"
+	@echo "make report [PROFILE=full|smoke|gpu]  environment + data + every notebook + $(REPORT_ROOT)/<profile>/index.html"
 	@echo "make publish [PROFILE=...]        a complete run of this profile becomes $(REFERENCE) (metrics, summary, manifest)"
 	@echo "make compare [PROFILE=...]        this profile's recorded figures against $(REFERENCE)/metrics"
 	@echo "make test                         unit, data and smoke-notebook tests"

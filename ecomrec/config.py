@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +97,36 @@ PROFILES: dict[str, Profile] = {
                     llm_products=5_000, llm_office_items=None, curve_sizes=(0, 100, 300, 1_000, 3_000, None),
                     curve_fewshot_products=1_400),
 }
+
+
+# The `gpu` profile: the full profile's data and protocol, with the training budgets a CPU cannot afford — about a
+# pass over the real pairs for every bi-encoder row instead of 40 steps, ten times the pretraining and LoRA steps,
+# several passes for the early-stopped models (their patience still ends them), SmolLM2 over the whole catalogue and
+# every Office item, re-ranking on every test query, larger searches. Its figures compare with the full profile's.
+GPU_BUDGETS: dict[str, object] = {
+    "gen_train_steps": 10_000, "mlm_scratch_steps": 4_000, "mlm_head_steps": 1_000, "mlm_adapt_steps": 3_500,
+    "biencoder_steps": 1_200, "two_tower_max_epochs": 6.0, "cross_max_epochs": 3.0, "rerank_queries": 2_000,
+    "sasrec_trials": 30, "rec_trials": 100, "llm_lora_steps": 400, "llm_products": None,
+}
+PROFILES["gpu"] = replace(PROFILES["full"], name="gpu", **GPU_BUDGETS)
+ACCELERATOR_PROFILES = frozenset({"gpu"})  # profiles whose budgets take days on a CPU
+
+
+def budget_fields() -> list[str]:
+    """The `Profile` fields that set how long something trains or how much is generated, not what data is used:
+    the ones `GPU_BUDGETS` may change."""
+    data = {"name", "search_queries", "search_valid_queries", "search_test_queries", "rec_users", "rec_kcore",
+            "temporal_valid_frac", "temporal_test_frac", "curve_sizes", "curve_seeds", "rec_seeds",
+            "mlm_heldout", "valid_distractors", "rerank_valid_queries", "calibration_judgments"}
+    return [f.name for f in fields(Profile) if f.name not in data]
+
+
+def check_device(profile: str | Profile, device: str) -> None:
+    """Refuse a GPU-budget profile on a CPU (it would run for days): the full profile is the CPU's real report."""
+    name = get_profile(profile).name
+    if name in ACCELERATOR_PROFILES and not str(device).startswith("cuda"):
+        raise RuntimeError(f"profile {name!r} sets training budgets for a CUDA GPU and would take days on {device!r}; "
+                           "use PROFILE=full on a CPU (or DEVICE=cuda on a GPU machine)")
 
 
 def get_profile(name: str | Profile) -> Profile:

@@ -74,6 +74,7 @@ def begin(notebook: str, profile: str, seed: int, device: str, artifact_dir: str
     the prepared data. `needs`: earlier notebooks whose artifacts or metrics this one reads; each must have
     completed (run to its last cell) for this profile and seed, else a clear error says what to run.
     `deterministic`: on CUDA, deterministic kernels (`config.make_deterministic`; the DETERMINISTIC parameter)."""
+    C.check_device(profile, C.resolve_device(device))  # before anything is written: the gpu profile needs CUDA
     C.set_seeds(seed)
     if deterministic and C.make_deterministic(C.resolve_device(device)):
         print("deterministic CUDA kernels on (slower)")

@@ -254,11 +254,11 @@ curve.style.format({c: "{:.3f}" for c in ("NDCG@10", "low", "high")} | {c: "{:+.
                    ("Δ", "Δ low", "Δ high", "Δ seed min", "Δ seed max")} | {"N": "{:,}"}, na_rep="")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
+fig, axes = plt.subplots(1, 2, figsize=(14, 4.2))
 position = {n: i for i, n in enumerate(sorted(curve["N"].unique()))}
 for (name, rows), colour in zip(curve.groupby("row", sort=False), plt.cm.tab10.colors):
     shift = 0.06 * (list(curve["row"].unique()).index(name) - (curve["row"].nunique() - 1) / 2)
-    for ax, (y, low, high) in zip(axes[:2], (("NDCG@10", "low", "high"), ("Δ", "Δ low", "Δ high"))):
+    for ax, (y, low, high) in zip(axes, (("NDCG@10", "low", "high"), ("Δ", "Δ low", "Δ high"))):
         rows_here = rows.dropna(subset=[y])
         x = rows_here["N"].map(position) + shift
         ax.errorbar(x, rows_here[y], yerr=[rows_here[y] - rows_here[low], rows_here[high] - rows_here[y]], color=colour,
@@ -266,15 +266,29 @@ for (name, rows), colour in zip(curve.groupby("row", sort=False), plt.cm.tab10.c
         ax.scatter(x, rows_here[y], edgecolors=[colour], zorder=3,
                    facecolors=["white" if bound else colour for bound in rows_here["upper bound"]])
 axes[1].axhline(0, color="black", lw=0.8)
-for ax, label in zip(axes[:2], ("test NDCG@10 (95 % CI, mean over seeds)", "Δ NDCG@10 vs real only (paired 95 % CI)")):
+for ax, label in zip(axes, ("test NDCG@10 (95 % CI, mean over seeds)", "Δ NDCG@10 vs real only (paired 95 % CI)")):
     ax.set_xticks(range(len(position)), [f"{n:,}" for n in position])
     ax.set(xlabel="real training queries N", ylabel=label)
 axes[0].legend(fontsize=8, title="hollow: upper bound (writer saw all N)", title_fontsize=8)
-for (name, n, seed), fit in curve_fits.items():  # learning curves of the real-only points, first seed
-    if name == "real only" and seed == SEED:
-        axes[2].plot(fit.history["pairs"], fit.history["valid"], marker=".", label=f"N = {n:,}")
-axes[2].set(xscale="symlog", xlabel="training pairs seen", ylabel="valid NDCG@10", title="learning curves (real only)")
-axes[2].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Every point above is a model selected on valid; its learning curve shows whether it had converged. Left: the
+# real-only points at every N; right: every row at one small N, where synthetic pairs are most of the data
+# (first seed of each).
+
+# %%
+small_n = sorted(n for n in curve["N"].unique() if n > 0)[0]
+fig, axes = plt.subplots(1, 2, figsize=(14, 3.8), sharey=True)
+for (name, n, seed), fit in curve_fits.items():
+    if seed == SEED and name == "real only":
+        axes[0].plot(fit.history["pairs"], fit.history["valid"], marker=".", label=f"N = {n:,}")
+    if seed == SEED and n == small_n:
+        axes[1].plot(fit.history["pairs"], fit.history["valid"], marker=".", label=f"{name} ({fit.stopped})")
+for ax, title in zip(axes, ("real only, every N", f"every row at N = {small_n:,}")):
+    ax.set(xscale="symlog", xlabel="training pairs seen", ylabel="valid NDCG@10", title=f"learning curves: {title}")
+    ax.legend(fontsize=7)
 plt.tight_layout()
 plt.show()
 
