@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -203,6 +203,30 @@ def train_biencoder(model, train_data, out_dir: str | Path, max_steps: int, batc
     return _fit(SentenceTransformerTrainer(model=model, args=args, train_dataset=train_data,
                                            loss=losses.MultipleNegativesRankingLoss(
                                                model, gather_across_devices=gather_across_devices)), model)
+
+
+def train_with_lr_search(load: Callable[[], object], train_data, learning_rates: Sequence[float],
+                         heldout_loss: Callable[[object], float], *, lora_rank: int | None = None, **train_kwargs):
+    """One small learning-rate search on held-out data: a fresh model from `load()` is trained at each of
+    `learning_rates` (`train_biencoder`, the same steps and data; LoRA adapters of `lora_rank` trained and merged
+    if given), and the one with the lowest `heldout_loss(model)` — valid pairs, never test — is kept.
+
+    Returns (model, its FitResult, its learning rate, {learning rate: held-out loss}); the losing models are
+    dropped, so the search costs only their training."""
+    if not learning_rates:
+        raise ValueError("learning_rates is empty: give at least one rate to train at")
+    best, losses = None, {}
+    for lr in learning_rates:
+        model = load()
+        if lora_rank is not None:
+            model = add_lora(model, rank=lora_rank)
+        fit = train_biencoder(model, train_data, learning_rate=lr, **train_kwargs)
+        if lora_rank is not None:
+            model = merge_lora(model)
+        losses[lr] = heldout_loss(model)
+        if best is None or losses[lr] < losses[best[2]]:
+            best = (model, fit, lr)
+    return (*best, losses)
 
 
 def heldout_mnrl_loss(model, anchors: Sequence[str], positives: Sequence[str], batch_size: int = 32,

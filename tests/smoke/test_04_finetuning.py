@@ -66,3 +66,11 @@ def test_baselines_find_something_and_cross_encoder_is_scored(metrics):
 
 def test_quality_floors(metrics):  # a model that regressed to nothing fails here (tests/floors.py)
     assert failures("04_finetuning", metrics) == []
+
+
+def test_full_fine_tuning_and_lora_each_take_the_rate_with_the_lowest_valid_loss(metrics):
+    for row, rates in (("MiniLM_plus_MNRL", ("2e-05", "5e-05", "0.0001")), ("MiniLM_plus_MNRL_LoRA", ("0.0003", "0.001", "0.003"))):
+        losses = {rate: metrics[f"search/valid/{row}_lr_{rate}/mnrl_loss"] for rate in rates}
+        kept = min(losses, key=losses.get)
+        assert metrics[f"search/train/{row}/learning_rate"] == pytest.approx(float(kept)), (row, losses)
+        assert metrics[f"search/valid/{row}/mnrl_loss_after"] == pytest.approx(losses[kept])

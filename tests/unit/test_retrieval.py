@@ -169,3 +169,25 @@ def test_condensed_list_keeps_judged_products_in_run_order():
     qrels = pd.DataFrame({C.COL_QUERY_ID: ["q"], C.COL_PRODUCT_ID: ["b"], "gain": [2.0]})
     # the unjudged "x" above "b" costs NDCG@10 on the full list, not on the condensed one
     assert R.evaluate_run(qrels, condensed).loc["q", "ndcg@10"] > R.evaluate_run(qrels, run).loc["q", "ndcg@10"]
+
+
+def test_lr_search_trains_a_fresh_model_per_rate_and_keeps_the_lowest_heldout_loss(monkeypatch):
+    from ecomrec.models import retrieval as R
+
+    trained, events = [], []
+    monkeypatch.setattr(R, "train_biencoder", lambda model, data, learning_rate, **kw: trained.append((model, learning_rate))
+                        or f"fit at {learning_rate:g}")
+    monkeypatch.setattr(R, "add_lora", lambda model, rank: events.append(("lora", rank)) or {**model, "lora": True})
+    monkeypatch.setattr(R, "merge_lora", lambda model: events.append("merge") or {**model, "merged": True})
+    made = []
+    load = lambda: made.append({"id": len(made)}) or made[-1]
+    loss = {1e-4: 0.9, 1e-3: 0.4, 1e-2: 0.7}
+    model, fit, lr, losses = R.train_with_lr_search(load, "data", (1e-4, 1e-3, 1e-2),
+                                                    lambda m: loss[trained[m["id"]][1]], max_steps=3)
+    assert [rate for _, rate in trained] == [1e-4, 1e-3, 1e-2] and len({m["id"] for m, _ in trained}) == 3
+    assert (lr, fit, model["id"]) == (1e-3, "fit at 0.001", 1) and losses == loss
+    assert events == []  # no LoRA asked for
+    model, *_ = R.train_with_lr_search(load, "data", (1e-3,), lambda m: 0.0, lora_rank=8)
+    assert events == [("lora", 8), "merge"] and model["lora"] and model["merged"]
+    with pytest.raises(ValueError, match="empty"):
+        R.train_with_lr_search(load, "data", (), lambda m: 0.0)
