@@ -74,9 +74,10 @@ def begin(notebook: str, profile: str, seed: int, device: str, artifact_dir: str
     the prepared data. `needs`: earlier notebooks whose artifacts or metrics this one reads; each must have
     completed (run to its last cell) for this profile and seed, else a clear error says what to run.
     `deterministic`: on CUDA, deterministic kernels (`config.make_deterministic`; the DETERMINISTIC parameter)."""
-    C.check_device(profile, C.resolve_device(device))  # before anything is written: the gpu profile needs CUDA
+    device = C.resolve_device(device)
+    C.check_device(profile, device)  # before anything is written: the gpu profile needs CUDA
     C.set_seeds(seed)
-    if deterministic and C.make_deterministic(C.resolve_device(device)):
+    if deterministic and C.make_deterministic(device):
         print("deterministic CUDA kernels on (slower)")
     metrics_dir = Path(report_dir) / C.get_profile(profile).name / "metrics"
     check_completed(metrics_dir, needs, C.get_profile(profile).name, seed)
@@ -90,7 +91,7 @@ def begin(notebook: str, profile: str, seed: int, device: str, artifact_dir: str
         out_dir.mkdir(parents=True, exist_ok=True)
     from ecomrec.data.prepare import load_prepared
 
-    run = NotebookRun(C.get_profile(profile), C.resolve_device(device), root, out_dir,
+    run = NotebookRun(C.get_profile(profile), device, root, out_dir,
                       load_prepared(artifact_dir, profile, seed=seed), time.perf_counter())
     print(f"{notebook}: profile {run.profile.name}, device {run.device}"
           + (f", artifacts → {out_dir}" if out_dir is not None else ""))

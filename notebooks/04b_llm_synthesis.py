@@ -56,7 +56,7 @@ from ecomrec.augment import quality as Q
 from ecomrec.augment.attributes import BrandLexicon
 from ecomrec.augment.filters import explode_generated, filter_queries
 from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator, for_generation, generation_dtype
-from ecomrec.data.pairs import RELEVANT, judged_pairs, office_content_text, office_item_text
+from ecomrec.data.pairs import RELEVANT, cold_queries, judged_pairs, office_content_text, office_item_text
 from ecomrec.metrics import bootstrap_ci, paired_bootstrap, verdict
 from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import load_minilm
@@ -336,7 +336,6 @@ plt.show()
 
 # %%
 subset = llm.coverage_sample(products, llm.coverage(LLM_PRODUCTS, profile.llm_products, device, len(products)), seed=SEED)
-judged_in_train = set(frames["homedepot/judgments_train"][C.COL_PRODUCT_ID])
 held_out = set(frames["homedepot/judgments_valid"][C.COL_PRODUCT_ID]) | set(frames["homedepot/judgments_test"][C.COL_PRODUCT_ID])
 shares = {"subset": subset[C.COL_PRODUCT_ID].isin(held_out).mean(), "catalogue": products[C.COL_PRODUCT_ID].isin(held_out).mean()}
 for where, share in shares.items():  # measured after the choice, to check it: nothing here decides which products
@@ -423,8 +422,7 @@ on_subset = {name: synthetic[same_products & (synthetic["generator"] == generato
 query_text = queries.set_index(C.COL_QUERY_ID)[C.COL_QUERY]
 qrels = R.search_qrels(frames, "test")
 test_ids = qrels[C.COL_QUERY_ID].unique()
-cold_flags = test_rel.groupby(C.COL_QUERY_ID)[C.COL_PRODUCT_ID].agg(lambda p: not set(p) & judged_in_train)
-cold_ids = np.intersect1d(cold_flags[cold_flags].index, test_ids)
+cold_ids = np.intersect1d(cold_queries(frames, "test"), test_ids)
 covered = test_rel[test_rel[C.COL_QUERY_ID].isin(cold_ids)][C.COL_PRODUCT_ID].isin(subset[C.COL_PRODUCT_ID]).mean()
 reporting.record("llm/test/cold/queries", len(cold_ids))
 reporting.record("llm/test/cold/relevant_products_in_subset", covered)

@@ -46,7 +46,7 @@ from ecomrec.augment import llm
 from ecomrec.augment.filters import explode_generated, filter_queries, unfiltered
 from ecomrec.augment.generators import for_generation, generation_dtype
 from ecomrec.notebook import begin, finish
-from ecomrec.data.pairs import RELEVANT, judged_pairs
+from ecomrec.data.pairs import RELEVANT, cold_queries, judged_pairs
 from ecomrec.metrics import bootstrap_ci, compare_with_ranx, paired_bootstrap, verdict
 from ecomrec.models import efficiency as E
 from ecomrec.models import retrieval as R
@@ -339,10 +339,7 @@ versus.style.format({"NDCG@10": "{:.3f}", "N": "{:,}"} | {c: "{:+.3f}" for c in 
 # nothing is retrained; Δ against real only at the same N, paired over the same seeds:
 
 # %%
-judged_in_train = set(frames["homedepot/judgments_train"][C.COL_PRODUCT_ID])
-test_relevant = judged_pairs(frames, "test", RELEVANT)
-is_cold = test_relevant.groupby(C.COL_QUERY_ID)[C.COL_PRODUCT_ID].agg(lambda p: not set(p) & judged_in_train)
-cold = pd.Index(test_ids).isin(is_cold[is_cold].index)
+cold = pd.Index(test_ids).isin(cold_queries(frames, "test"))
 reporting.record("curve/test_cold/all/queries", int(cold.sum()))
 print(f"{cold.sum():,} of {len(test_ids):,} test queries are cold")
 if cold.any():

@@ -32,3 +32,12 @@ def office_content_text(items: pd.DataFrame, max_description_words: int = 60) ->
     description = items["description"].fillna("").str.split().str[:max_description_words].str.join(" ")
     return (items[C.COL_TITLE].fillna("") + ". " + items["brand"].fillna("") + ". " + items["category"].fillna("")
             + ". " + description)
+
+
+def cold_queries(frames: dict[str, pd.DataFrame], split: str = "test") -> pd.Index:
+    """Ids of `split`'s queries none of whose relevant products (mean rating ≥ `RELEVANT`) was judged for any train
+    query: no real training pair can have taught a model those products."""
+    judged_in_train = set(frames["homedepot/judgments_train"][C.COL_PRODUCT_ID])
+    relevant = judged_pairs(frames, split, RELEVANT)
+    cold = relevant.groupby(C.COL_QUERY_ID)[C.COL_PRODUCT_ID].agg(lambda p: not set(p) & judged_in_train)
+    return cold.index[cold.to_numpy(dtype=bool)]

@@ -26,3 +26,16 @@ def test_office_content_text_joins_fields_and_cuts_the_description():
                           "description": [" ".join(f"w{i}" for i in range(100)), None]})
     texts = office_content_text(items, max_description_words=3).tolist()
     assert texts == ["Stapler. Acme. Office > Staplers. w0 w1 w2", "Pens. . . "]
+
+
+def test_cold_queries_are_those_whose_relevant_products_no_train_query_judged():
+    from ecomrec.data.pairs import RELEVANT, cold_queries
+
+    judgments = lambda rows: pd.DataFrame(rows, columns=["query_id", "product_id", "relevance"])
+    frames = {"homedepot/judgments_train": judgments([(1, 10, 3.0), (1, 11, 1.0)]),  # 11: judged, not relevant
+              "homedepot/judgments_test": judgments([(5, 10, 3.0), (6, 11, 3.0), (7, 12, 3.0), (8, 10, 1.0), (8, 13, 3.0)]),
+              "homedepot/queries": pd.DataFrame({"query_id": [1, 5, 6, 7, 8], "query": list("abcde")}),
+              "homedepot/products": pd.DataFrame({"product_id": [10, 11, 12, 13], "title": list("wxyz")})}
+    assert RELEVANT <= 3.0
+    # 5 and 6: a relevant product was judged in train (any grade counts); 8 is cold: its low-graded 10 is not a relevant product
+    assert sorted(cold_queries(frames, "test")) == [7, 8]
