@@ -82,9 +82,9 @@ PROFILES: dict[str, Profile] = {
     # on 2 CPU cores: a catalogue of about 2,500 products, a few optimiser steps per model
     "smoke": Profile("smoke", search_queries=400, search_valid_queries=60, search_test_queries=120,
                      rec_users=800, rec_kcore=3, gen_train_steps=40, gen_products=150, triplet_anchors=240,
-                     mlm_heldout=120, mlm_scratch_steps=20, mlm_head_steps=6, mlm_adapt_steps=12,
-                     biencoder_steps=6, rerank_queries=12, calibration_judgments=300,
-                     behaviour_queries=100, sasrec_epochs=100, sasrec_patience=10, sasrec_trials=2, rec_trials=4,
+                     mlm_heldout=120, mlm_scratch_steps=12, mlm_head_steps=6, mlm_adapt_steps=8,
+                     biencoder_steps=4, rerank_queries=12, calibration_judgments=300,
+                     behaviour_queries=50, sasrec_epochs=100, sasrec_patience=10, sasrec_trials=2, rec_trials=4,
                      latency_calls=10, bench_requests=150,
                      llm_lora_steps=4, llm_quality_products=10, llm_products=40, llm_office_items=12),
     "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,

@@ -105,7 +105,7 @@ scratch_result = mlm.train_mlm(scratch, scratch_tokenizer, train_texts, heldout_
                                max_steps=profile.mlm_scratch_steps, batch_size=64, learning_rate=1e-3,
                                warmup_steps=max(1, profile.mlm_scratch_steps // 20), seed=SEED, device=device,
                                max_length=MAX_LENGTH, logging_steps=max(2, profile.mlm_scratch_steps // 40),
-                               eval_steps=max(2, profile.mlm_scratch_steps // 5), **SELECTION)
+                               eval_steps=max(4, profile.mlm_scratch_steps // 5), **SELECTION)
 mlm.save_encoder(scratch, scratch_tokenizer, out_dir / "scratch_bert")
 reporting.record("pretrain/train/scratch_bert/parameters", scratch_params)
 reporting.record("pretrain/heldout/scratch_bert/loss_before", scratch_result.eval_loss_before)
@@ -137,12 +137,12 @@ adapted = mlm.minilm_for_mlm()
 head = mlm.train_mlm(adapted, minilm_tok, train_texts, heldout_texts, out_dir / "minilm_checkpoints",
                      max_steps=profile.mlm_head_steps, batch_size=32, learning_rate=2e-3, seed=SEED, device=device,
                      max_length=MAX_LENGTH, train_only="cls", logging_steps=max(2, profile.mlm_head_steps // 20),
-                     eval_steps=max(2, profile.mlm_head_steps // 5), **SELECTION)
+                     eval_steps=max(4, profile.mlm_head_steps // 5), **SELECTION)
 adapt = mlm.train_mlm(adapted, minilm_tok, train_texts, heldout_texts, out_dir / "minilm_checkpoints",
                       max_steps=profile.mlm_adapt_steps, batch_size=32, learning_rate=1e-4, seed=SEED, device=device,
                       max_length=MAX_LENGTH, warmup_steps=max(1, profile.mlm_adapt_steps // 20),
                       logging_steps=max(2, profile.mlm_adapt_steps // 40),
-                      eval_steps=max(2, profile.mlm_adapt_steps // 5), **SELECTION)
+                      eval_steps=max(4, profile.mlm_adapt_steps // 5), **SELECTION)
 mlm.save_encoder(adapted, minilm_tok, out_dir / "minilm_dapt")
 reporting.record("pretrain/heldout/minilm_random_head/loss", head.eval_loss_before)
 reporting.record("pretrain/heldout/minilm_fitted_head/loss", head.eval_loss_after)

@@ -191,7 +191,7 @@ print(f"{len(real):,} real pairs — {profile.biencoder_steps} steps of {BATCH_S
 # seed, same data) reads these embeddings instead of paying for the pass again.
 
 # %%
-embedding_cache = EmbeddingCache(root / "embeddings")  # shared by 04, 04b and 06
+embedding_cache = EmbeddingCache(root / "embeddings")  # a re-run with the same seed reads these passes
 
 
 def encode_catalogue(model, name: str) -> np.ndarray:

@@ -59,8 +59,9 @@ from ecomrec.augment.generators import LMQueryGenerator, TemplateGenerator, for_
 from ecomrec.data.pairs import RELEVANT, cold_queries, judged_pairs, office_content_text, office_item_text
 from ecomrec.metrics import bootstrap_ci, paired_bootstrap, verdict
 from ecomrec.models import retrieval as R
+from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.models.encoders import load_minilm
-from ecomrec.models.search import BM25Index, DenseIndex, encode, expand_documents
+from ecomrec.models.search import BM25Index, DenseIndex, expand_documents
 from ecomrec.notebook import begin, finish
 from ecomrec.recommend import models as M
 from ecomrec.recommend.evaluate import rank_metrics, target_ranks
@@ -491,17 +492,14 @@ extra_description = (". " + generated_description).where(generated_description !
 texts = {"content": base_text, "content + SmolLM2 queries": base_text + extra_queries,
          "content + SmolLM2 description": base_text + extra_description,
          "content + both": base_text + extra_queries + extra_description}
-base_embeddings = encode(minilm, base_text.tolist(), batch_size=64)
+embedding_cache = EmbeddingCache(root / "embeddings")  # 05 embeds the same base text: one pass for both
 train_events = frames["office/loo_train"]
 targets = frames["office/loo_test"].set_index(C.COL_USER)[C.COL_ITEM].to_dict()
 exclude = {u: [i] for u, i in frames["office/loo_valid"].set_index(C.COL_USER)[C.COL_ITEM].items()}
 users = sorted(targets)
 rec_scores = {}
 for name, text in texts.items():
-    changed = (text != base_text).to_numpy()  # only these items need a new embedding
-    embeddings = base_embeddings.copy()
-    if changed.any():
-        embeddings[changed] = encode(minilm, text[changed].tolist(), batch_size=64)
+    embeddings, changed = embedding_cache.pytorch_edited(minilm, base_text, text)  # only changed items are encoded
     reporting.record(f"llm/all/office_{reporting.metric_key(name)}/items_with_new_text", int(changed.sum()))
     recommender = M.ContentBased(items[C.COL_ITEM].to_numpy(), embeddings).fit(train_events)
     rec_scores[name] = rank_metrics(target_ranks(recommender, users, targets, exclude))

@@ -47,6 +47,7 @@ from ecomrec.notebook import begin, finish
 from ecomrec.data.pairs import office_content_text
 from ecomrec.metrics import bootstrap_ci, catalog_coverage, intra_list_diversity, novelty, popularity_bias, verdict
 from ecomrec.models.encoders import load_minilm
+from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.models.search import encode
 from ecomrec.progress import progress as progress_bar
 from ecomrec.recommend import models as M
@@ -124,17 +125,16 @@ print(f"{len(users):,} users, {len(item_ids):,} items, {len(train):,} training e
 # earlier trials at the same epoch.
 
 # %%
-def item_text(with_queries: bool) -> list[str]:
-    text = office_content_text(items)  # title. brand. category path. first 60 description words
-    if with_queries:
-        synthetic = pd.read_parquet(root / "augment" / "synthetic_queries_office.parquet")
-        queries = synthetic[synthetic["keep"]].groupby(C.COL_PRODUCT_ID)[C.COL_QUERY].agg("; ".join)
-        text = text + ". Searches: " + items[C.COL_ITEM].map(queries).fillna("")
-    return text.tolist()
-
-
+content_text = office_content_text(items)  # title. brand. category path. first 60 description words
+synthetic = pd.read_parquet(root / "augment" / "synthetic_queries_office.parquet")
+item_queries = items[C.COL_ITEM].map(synthetic[synthetic["keep"]].groupby(C.COL_PRODUCT_ID)[C.COL_QUERY].agg("; ".join))
+with_queries = content_text + (". Searches: " + item_queries).fillna("")  # an item without kept queries is unchanged
 encoder = load_minilm(device)
-item_embeddings = {flag: encode(encoder, item_text(flag), batch_size=64) for flag in (False, True)}
+embedding_cache = EmbeddingCache(root / "embeddings")  # 04b embedded the same content text: read, not re-encoded
+item_embeddings = {False: embedding_cache.pytorch(encoder, content_text.tolist()),
+                   True: embedding_cache.pytorch_edited(encoder, content_text, with_queries)[0]}
+print(f"item texts: {with_queries.ne(content_text).sum():,} of {len(items):,} with synthetic queries; "
+      f"embedding passes read from the cache {embedding_cache.hits}, encoded {embedding_cache.misses}")
 budget = {"ItemKNN": profile.rec_trials, "EASE": profile.rec_trials, "ALS": profile.rec_trials,
           "BPR": profile.rec_trials, "SASRec": profile.sasrec_trials}
 spaces = T.spaces(item_ids, train, loo.targets("valid"), seed=SEED, device=device,

@@ -46,3 +46,10 @@ def minilm():
     from ecomrec.models.encoders import load_minilm
 
     return load_minilm("cpu")
+
+
+@pytest.fixture(scope="session")
+def smoke_dirs(tmp_path_factory):
+    """Where this session's smoke-profile notebooks write (tests/smoke); tests/model seeds their SmolLM2 cache."""
+    base = tmp_path_factory.mktemp("smoke")
+    return {"reports": base / "reports", "artifacts": base / "artifacts"}

@@ -1,13 +1,13 @@
 """Pay for a catalogue pass once: embeddings on disk, keyed by the encoder's weights and the texts.
 
 Encoding a catalogue is the dominant cost of the search chapters on a CPU (about 5 minutes for the 54,667
-Home Depot titles on 2 cores). Several notebooks train the *same* model from the same data and seed — `06`'s
-reference row is `04`'s "MiniLM + MNRL" row again, `06`'s dense-hard row is `04`'s hard-negatives row — and
-on a CPU those runs repeat bit for bit. The cache notices: its key is a hash of
+Home Depot titles on 2 cores). A re-run of `04` with the same seed trains the *same* models (on a CPU runs
+repeat bit for bit), and `05` embeds the very Office texts `04b` already embedded with the same MiniLM. The cache
+notices: its key is a hash of
 
-* the method (e.g. ``onnx-fp32`` or ``torch``: two runtimes may differ in the last bits),
+* the method (e.g. ``onnx-fp32`` or ``torch-b64``: two runtimes or batch sizes may differ in the last bits),
 * the model — its module layout and settings (`repr`: sequence length, pooling, normalisation), every
-  weight tensor's bytes, and its tokenizer,
+  weight tensor's bytes, and its tokenizer's definition (not the truncation and padding each call leaves on it),
 * the texts, in order,
 * the versions of the libraries that compute the numbers,
 
@@ -52,8 +52,20 @@ def model_fingerprint(model) -> str:
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is not None:
         backend = getattr(tokenizer, "backend_tokenizer", None)
-        digest.update(backend.to_str().encode() if backend is not None else repr(tokenizer).encode())
+        digest.update(_tokenizer_definition(backend).encode() if backend is not None else repr(tokenizer).encode())
     return digest.hexdigest()
+
+
+def _tokenizer_definition(backend) -> str:
+    """A fast tokenizer's full definition, less its truncation and padding: transformers sets those on the backend
+    at every call (from the call's arguments), so a model that has encoded once would otherwise key differently from
+    the same model freshly loaded. The model's own sequence length is in its `repr`."""
+    import json
+
+    definition = json.loads(backend.to_str())
+    definition.pop("truncation", None)
+    definition.pop("padding", None)
+    return json.dumps(definition, sort_keys=True)
 
 
 def texts_fingerprint(texts: Sequence[str]) -> str:
@@ -113,6 +125,30 @@ class EmbeddingCache:
         from ecomrec.serve.export import encode_with_onnx
 
         return self.get(model, texts, ONNX_FP32, lambda: encode_with_onnx(model, texts, onnx_dir, progress=progress))
+
+    def pytorch(self, model, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """`texts` embedded by a SentenceTransformer in PyTorch (`ecomrec.models.search.encode`, normalised), through
+        the cache; the batch size is part of the key (padding to another length may move the last bits)."""
+        from ecomrec.models.search import encode
+
+        return self.get(model, texts, f"torch-b{batch_size}",
+                        lambda: encode(model, texts, batch_size=batch_size, progress=progress))
+
+    def pytorch_edited(self, model, base_texts: Sequence[str], texts: Sequence[str],
+                       batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of `texts`, an edit of `base_texts` (same length, same order): the base's embeddings (through
+        the cache), with only the texts that differ from their base encoded again (through the cache too).
+
+        Returns (embeddings, changed mask). Appending generated text to some items' descriptions then costs a
+        pass over those items only, and the base pass is paid once for every notebook that embeds it."""
+        base_texts, texts = list(base_texts), list(texts)
+        if len(base_texts) != len(texts):
+            raise ValueError(f"{len(texts)} texts for {len(base_texts)} base texts: an edit keeps every row")
+        embeddings = self.pytorch(model, base_texts, batch_size).copy()
+        changed = np.array([a != b for a, b in zip(base_texts, texts)], dtype=bool)
+        if changed.any():
+            embeddings[changed] = self.pytorch(model, [t for t, c in zip(texts, changed) if c], batch_size)
+        return embeddings, changed
 
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.folder)!r}, hits={self.hits}, misses={self.misses})"

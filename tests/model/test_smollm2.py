@@ -14,8 +14,9 @@ QUERIES = ["cordless drill", "white interior paint", "1/2 pvc plug", "moen kitch
 
 
 @pytest.fixture(scope="module")
-def smollm2(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("smollm2")
+def smollm2(smoke_dirs):
+    # the folder 04b's smoke run caches SmolLM2 in: the suite dequantises the GGUF file once (~20 s), not twice
+    cache = smoke_dirs["artifacts"] / "smoke" / "llm" / "smollm2"
     model, tokenizer = llm.load_smollm2(cache)
     return model, tokenizer, cache
 

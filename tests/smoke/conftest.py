@@ -14,12 +14,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def smoke_dirs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("smoke")
-    return {"reports": base / "reports", "artifacts": base / "artifacts"}
-
-
-@pytest.fixture(scope="session")
 def run_notebook(smoke_dirs):
     """Build `reports/smoke/<name>.html` with make (prerequisite notebooks first); check that the page reads
     cleanly (no stderr box the notebook did not ask for, every formula typeset offline); return its metrics."""

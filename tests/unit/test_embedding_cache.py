@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from ecomrec.models.embedding_cache import EmbeddingCache, model_fingerprint, texts_fingerprint
+from ecomrec.models.search import encode
 
 TEXTS = ["cordless drill", "1/2 in. copper pipe", "led bulb"]
 
@@ -91,3 +92,53 @@ def test_the_onnx_method_encodes_once_through_encode_with_onnx(tmp_path, monkeyp
     np.testing.assert_array_equal(first, cache.onnx(model, TEXTS, tmp_path / "elsewhere"))
     assert calls == [(tmp_path / "onnx", True)] and (cache.hits, cache.misses) == (1, 1)
     assert cache.path(model, TEXTS, embedding_cache.ONNX_FP32).is_file()  # the same key as get(..., "onnx-fp32", ...)
+
+
+class CountingEncoder(torch.nn.Module):
+    """SentenceTransformer's `encode` signature over a tiny real computation; remembers every text it encoded."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = torch.nn.Linear(3, 4)
+        self.seen = []
+
+    def encode(self, texts, batch_size, normalize_embeddings, convert_to_numpy, show_progress_bar):
+        self.seen.extend(texts)
+        features = torch.tensor([[len(t), t.count(" "), sum(map(ord, t)) % 97] for t in texts], dtype=torch.float32)
+        with torch.no_grad():
+            out = torch.nn.functional.normalize(self.proj(features), dim=1)
+        return out.numpy()
+
+
+def test_an_edit_encodes_only_the_changed_texts_and_the_base_once(tmp_path):
+    cache, model = EmbeddingCache(tmp_path), CountingEncoder()
+    base = cache.pytorch(model, TEXTS)
+    assert model.seen == TEXTS
+    edited = [TEXTS[0], TEXTS[1] + ". Searches: copper fitting", TEXTS[2]]
+    vectors, changed = cache.pytorch_edited(model, TEXTS, edited)
+    assert changed.tolist() == [False, True, False]
+    assert model.seen == TEXTS + [edited[1]]  # the base came from the cache; only the edited text was encoded
+    np.testing.assert_array_equal(vectors[~changed], base[~changed])
+    np.testing.assert_allclose(vectors[1], encode(CountingEncoder(), [edited[1]])[0], rtol=1e-6)  # what a fresh pass gives
+    assert not np.allclose(vectors[1], base[1])
+    unchanged, none = cache.pytorch_edited(model, TEXTS, list(TEXTS))
+    assert not none.any() and len(model.seen) == 4
+    np.testing.assert_array_equal(unchanged, base)
+    with pytest.raises(ValueError, match="every row"):
+        cache.pytorch_edited(model, TEXTS, TEXTS[:2])
+
+
+def test_a_model_keys_the_same_after_it_has_tokenized_something():
+    """transformers writes each call's truncation and padding into the backend tokenizer: a model that has encoded
+    once must still hit the entries written by the same model freshly loaded (04b's embeddings, read by 05)."""
+    from ecomrec.models.lm import train_wordpiece_tokenizer
+
+    model = tiny_model()
+    model.tokenizer = train_wordpiece_tokenizer(["cordless drill kit", "copper pipe fitting", "led bulb"] * 5, vocab_size=60)
+    fresh = model_fingerprint(model)
+    model.tokenizer(["cordless drill", "copper"], truncation=True, max_length=4, padding=True)
+    assert model.tokenizer.backend_tokenizer.truncation is not None  # the call did change the backend's state
+    assert model_fingerprint(model) == fresh
+    model.tokenizer = train_wordpiece_tokenizer(["a different corpus entirely"] * 5, vocab_size=40)
+    assert model_fingerprint(model) != fresh
