@@ -109,6 +109,18 @@ HELPED, HURT, NO_DIFFERENCE = "helped", "hurt", "made no detectable difference"
 RANX_NAMES = {"ndcg": "ndcg", "recall": "recall", "precision": "precision", "mrr": "mrr", "map": "map", "hr": "hit_rate"}
 
 
+def ranx_ids(docs: pd.Series) -> dict:
+    """Each distinct document id → a string of one fixed width (its position, zero-padded to 9 digits).
+
+    ranx stores a Qrels' or Run's document ids as numpy strings as wide as the longest id, and numba compiles
+    its loaders once per width (about 30 s on 2 cores). One width for every caller lets the compiled code that
+    numba caches on disk serve every later check, whatever the ids look like."""
+    unique = pd.unique(docs)
+    if len(unique) >= 10**9:
+        raise ValueError(f"{len(unique):,} distinct document ids: more than nine digits can number")
+    return {d: f"{i:09d}" for i, d in enumerate(unique)}
+
+
 def compare_with_ranx(qrels: pd.DataFrame, run: pd.DataFrame, ks: tuple[int, ...] = (10, 100), query: str = "query_id",
                       doc: str = "product_id", grade: str = "relevance", score: str = "score") -> pd.DataFrame:
     """Every metric of `per_query_metrics` (and binary NDCG), averaged over judged queries, next to ranx's value
@@ -122,10 +134,11 @@ def compare_with_ranx(qrels: pd.DataFrame, run: pd.DataFrame, ks: tuple[int, ...
     grades = qrels[grade].to_numpy(dtype=float)
     if not np.allclose(grades, np.round(grades)):
         raise ValueError(f"ranx takes integer grades: scale {grade!r} to whole numbers first (e.g. 3 × (grade − 1))")
-    ranx_qrels = Qrels({str(q): {str(d): int(round(g)) for d, g in zip(f[doc], f[grade]) if g > 0}
+    ids = ranx_ids(pd.concat([qrels[doc], run[doc]]))
+    ranx_qrels = Qrels({str(q): {ids[d]: int(round(g)) for d, g in zip(f[doc], f[grade]) if g > 0}
                         for q, f in qrels.groupby(query)})
     ranx_binary = Qrels({q: {d: 1 for d in docs} for q, docs in ranx_qrels.qrels.items()})
-    ranx_run = Run({str(q): {str(d): float(s) for d, s in zip(f[doc], f[score])} for q, f in run.groupby(query)})
+    ranx_run = Run({str(q): {ids[d]: float(s) for d, s in zip(f[doc], f[score])} for q, f in run.groupby(query)})
     columns = {"query": query, "doc": doc, "grade": grade, "score": score}
     rows = []
     for k in ks:

@@ -11,6 +11,24 @@ import torch
 from ecomrec.progress import progress as progress_bar
 
 
+_BM25S_KERNEL_CACHED = False
+
+
+def _cache_bm25s_kernel() -> None:
+    """bm25s (0.3.16) compiles its numba retrieval kernel in every process, about 8 s on 2 cores, because it does
+    not ask numba to keep the compiled code on disk. Re-wrap the serial kernel (`search` runs bm25s with
+    `n_threads=0`, which takes it) with `cache=True`, once per process: the first process compiles and saves it
+    beside bm25s' source, every later one loads it. Same Python function, same compiler: same scores."""
+    global _BM25S_KERNEL_CACHED
+    if _BM25S_KERNEL_CACHED:
+        return
+    from bm25s.numba import retrieve_utils
+    from numba import njit
+
+    retrieve_utils._retrieve_internal_jitted_serial = njit(nogil=True, cache=True)(retrieve_utils._retrieve_internal_jitted)
+    _BM25S_KERNEL_CACHED = True
+
+
 class BM25Index:
     """Okapi BM25 over product texts (bm25s; English stop words, lower-cased word tokens).
 
@@ -30,6 +48,7 @@ class BM25Index:
             raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
         self.ids = np.asarray(ids)
         self._bm25s = bm25s
+        _cache_bm25s_kernel()
         self.retriever = bm25s.BM25(k1=k1, b=b, backend="numba")
         self.retriever.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
 

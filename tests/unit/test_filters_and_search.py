@@ -25,6 +25,17 @@ def test_bm25_finds_word_overlap(bm25):
     assert ids[0, 0] == 3 and ids[1, 0] == 2 and (scores[:, 0] > 0).all()
 
 
+def test_bm25_search_runs_a_kernel_numba_keeps_on_disk(bm25):
+    """The kernel `search` runs (bm25s' serial one, n_threads=0) is compiled with numba's disk cache, so a later
+    process loads it instead of compiling it again (bm25s itself compiles it in every process)."""
+    from bm25s.numba import retrieve_utils
+    from numba.core.caching import FunctionCache
+
+    kernel = retrieve_utils._retrieve_internal_jitted_serial
+    bm25.search(["garden hose"], k=2)
+    assert isinstance(kernel._cache, FunctionCache) and kernel.signatures  # cached, and the one search ran
+
+
 def test_bm25_scores_a_query_without_words_zero_and_matched_scores_rank_it_last(bm25):
     ids, scores = bm25.search(["1/2 in.", "garden hose", "the"], k=2)  # digits and stop words only: no BM25 word
     assert ids[1, 0] == 3 and scores[1, 0] > 0 and (scores[[0, 2]] == 0).all() and ids.shape == (3, 2)

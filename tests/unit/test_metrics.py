@@ -59,9 +59,10 @@ def test_matches_ranx_on_random_runs(seed):
     from ranx import Qrels, Run, evaluate
 
     rng = np.random.default_rng(seed)
-    qrels = {f"q{i}": {f"d{j}": int(rng.integers(1, 4)) for j in rng.choice(60, size=rng.integers(1, 8), replace=False)}
+    doc = M.ranx_ids(pd.Series(range(60)))  # the ids compare_with_ranx hands ranx: its numba cache then serves both
+    qrels = {f"q{i}": {doc[j]: int(rng.integers(1, 4)) for j in rng.choice(60, size=rng.integers(1, 8), replace=False)}
              for i in range(40)}
-    run = {f"q{i}": {f"d{j}": float(s) for j, s in zip(rng.choice(60, size=20, replace=False), rng.random(20))}
+    run = {f"q{i}": {doc[j]: float(s) for j, s in zip(rng.choice(60, size=20, replace=False), rng.random(20))}
            for i in range(40)}
     ours = M.per_query_metrics(*frames(qrels, run), k=10).mean(numeric_only=True)
     theirs = evaluate(Qrels(qrels), Run(run), ["ndcg@10", "recall@10", "precision@10", "mrr@10", "map@10", "hit_rate@10"])
@@ -86,6 +87,12 @@ def test_compare_with_ranx_agrees_and_catches_a_wrong_run():
     assert checks["difference"].max() < 1e-9 and checks["ecomrec"].gt(0).all()
     with pytest.raises(ValueError, match="integer grades"):
         M.compare_with_ranx(qrels_frame.assign(relevance=qrels_frame["relevance"] / 3), run_frame)
+
+
+def test_ranx_ids_have_one_width_and_keep_ids_apart():
+    ids = M.ranx_ids(pd.Series([7, "7", 123456789012, 7, "a b"]))
+    assert list(ids) == [7, "7", 123456789012, "a b"]  # distinct values, first-seen order; 7 and "7" stay apart
+    assert len(set(ids.values())) == 4 and {len(v) for v in ids.values()} == {9}
 
 
 def test_bootstrap_interval_contains_mean_and_shrinks():
