@@ -81,12 +81,13 @@ PROFILES: dict[str, Profile] = {
     # sized so that `make test` (every notebook in this profile, and the rest of the suite) fits its time budget
     # on 2 CPU cores: a catalogue of about 2,500 products, a few optimiser steps per model
     "smoke": Profile("smoke", search_queries=400, search_valid_queries=60, search_test_queries=120,
-                     rec_users=800, rec_kcore=3, gen_train_steps=40, gen_products=150, triplet_anchors=240,
-                     mlm_heldout=120, mlm_scratch_steps=12, mlm_head_steps=6, mlm_adapt_steps=8,
+                     rec_users=800, rec_kcore=3, gen_train_steps=30, gen_products=150, triplet_anchors=240,
+                     mlm_heldout=80, mlm_scratch_steps=12, mlm_head_steps=6, mlm_adapt_steps=8,
                      biencoder_steps=4, rerank_queries=6, calibration_judgments=300,
                      behaviour_queries=50, sasrec_epochs=100, sasrec_patience=10, sasrec_trials=2, rec_trials=4,
                      latency_calls=6, bench_requests=150,
-                     llm_lora_steps=4, llm_quality_products=10, llm_products=40, llm_office_items=12),
+                     two_tower_max_epochs=0.35, cross_max_epochs=0.1,
+                     llm_lora_steps=3, llm_quality_products=10, llm_products=40, llm_office_items=12),
     "full": Profile("full", search_queries=None, search_valid_queries=1_000, search_test_queries=2_000,
                     rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
                     mlm_heldout=1_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,

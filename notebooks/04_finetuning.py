@@ -184,8 +184,9 @@ print(f"{len(real):,} real pairs — {profile.biencoder_steps} steps of {BATCH_S
 
 # %% [markdown]
 # Each fine-tuned model must embed the whole catalogue again — the dominant cost of this chapter on a
-# CPU. The catalogue pass runs the same fp32 weights through ONNX Runtime (faster than PyTorch on a CPU;
-# `07` explains the export and measures both), and every pass is checked against PyTorch on a sample of titles.
+# CPU. On the full catalogue the pass runs the same fp32 weights through ONNX Runtime (faster than PyTorch on a
+# CPU; `07` explains the export and measures both), checked against PyTorch on a sample of titles. Exporting costs
+# a few seconds, so a catalogue under `embedding_cache.ONNX_FROM_TEXTS` titles (the smoke profile's) stays in PyTorch.
 # Every pass goes through an **embedding cache** (`ecomrec.models.embedding_cache`) keyed by a hash of the
 # model's weights and tokenizer, the titles and the runtime: a later run that trains the very same model (same
 # seed, same data) reads these embeddings instead of paying for the pass again.
@@ -195,8 +196,9 @@ embedding_cache = EmbeddingCache(root / "embeddings")  # a re-run with the same 
 
 
 def encode_catalogue(model, name: str) -> np.ndarray:
-    """Every title through ONNX Runtime (fp32), once per distinct model; raises if it departs from PyTorch."""
-    return embedding_cache.onnx(model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True)
+    """Every title, once per distinct model: ONNX Runtime (fp32, raises if it departs from PyTorch) on a large
+    catalogue, PyTorch on a small one (`EmbeddingCache.catalogue`)."""
+    return embedding_cache.catalogue(model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True)
 
 
 # %%

@@ -81,6 +81,11 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
 
 
 ONNX_FP32 = "onnx-fp32"  # the method of `EmbeddingCache.onnx`
+# From how many texts a pass runs through ONNX Runtime (`EmbeddingCache.catalogue`). Exporting the model and checking
+# it against PyTorch costs a fixed ~4-5 s on 2 cores; ONNX then embeds titles ~15 % faster. Measured here with
+# MiniLM: the smoke catalogue's 2,411 titles took 12.0 s in PyTorch and 16.3 s with the export and check; the full
+# catalogue's 54,667 about 270 s against 228 s.
+ONNX_FROM_TEXTS = 10_000
 
 
 class EmbeddingCache:
@@ -125,6 +130,13 @@ class EmbeddingCache:
         from ecomrec.serve.export import encode_with_onnx
 
         return self.get(model, texts, ONNX_FP32, lambda: encode_with_onnx(model, texts, onnx_dir, progress=progress))
+
+    def catalogue(self, model, texts: Sequence[str], onnx_dir: str | Path, progress: bool = False) -> np.ndarray:
+        """`texts` through the faster runtime for their number, through the cache: `onnx` from `ONNX_FROM_TEXTS`
+        texts up (its export then pays for itself), `pytorch` below."""
+        if len(texts) >= ONNX_FROM_TEXTS:
+            return self.onnx(model, texts, onnx_dir, progress=progress)
+        return self.pytorch(model, texts, progress=progress)
 
     def pytorch(self, model, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """`texts` embedded by a SentenceTransformer in PyTorch (`ecomrec.models.search.encode`, normalised), through

@@ -94,6 +94,20 @@ def test_the_onnx_method_encodes_once_through_encode_with_onnx(tmp_path, monkeyp
     assert cache.path(model, TEXTS, embedding_cache.ONNX_FP32).is_file()  # the same key as get(..., "onnx-fp32", ...)
 
 
+def test_a_catalogue_pass_takes_onnx_only_from_its_threshold_up(tmp_path, monkeypatch):
+    from ecomrec.models import embedding_cache
+    from ecomrec.serve import export
+
+    cache, model, through_onnx = EmbeddingCache(tmp_path / "cache"), CountingEncoder(), []
+    monkeypatch.setattr(export, "encode_with_onnx", lambda m, texts, folder, progress=False: through_onnx.extend(texts)
+                        or encode(m, texts))
+    monkeypatch.setattr(embedding_cache, "ONNX_FROM_TEXTS", len(TEXTS))
+    cache.catalogue(model, TEXTS[:2], tmp_path / "onnx")  # below: PyTorch, under the PyTorch key
+    assert through_onnx == [] and cache.path(model, TEXTS[:2], "torch-b64").is_file()
+    cache.catalogue(model, TEXTS, tmp_path / "onnx")  # at the threshold: ONNX Runtime, under the ONNX key
+    assert through_onnx == TEXTS and cache.path(model, TEXTS, embedding_cache.ONNX_FP32).is_file()
+
+
 class CountingEncoder(torch.nn.Module):
     """SentenceTransformer's `encode` signature over a tiny real computation; remembers every text it encoded."""
 
