@@ -78,9 +78,16 @@ class HNSWIndex:
         self.index.hnsw.efSearch = int(value)
 
     def search(self, query_embeddings: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k ids and cosine scores per query, best first (as `DenseIndex.search`)."""
+        """Top-k ids and cosine scores per query, best first (as `DenseIndex.search`).
+
+        The walk keeps max(ef_search, k) candidates: a beam narrower than k cannot hold k results (faiss then
+        pads with -1; seen in 07's smoke run, ef_search 10 chosen for recall@10, then a top 100 asked for)."""
+        import faiss
+
         k = min(k, len(self.ids))
-        scores, rows = self.index.search(np.ascontiguousarray(query_embeddings, dtype=np.float32), k)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(self.ef_search, k)
+        scores, rows = self.index.search(np.ascontiguousarray(query_embeddings, dtype=np.float32), k, params=params)
         if (rows < 0).any():  # faiss pads with -1 when the walk found fewer than k vectors
             raise RuntimeError(f"HNSW returned fewer than {k} results; raise ef_search (now {self.ef_search})")
         return self.ids[rows], scores

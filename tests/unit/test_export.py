@@ -127,6 +127,19 @@ def test_exact_recall_is_measured_not_assumed():
     assert curve["recall@k"].iloc[0] == pytest.approx(0.8)
 
 
+def test_hnsw_returns_k_results_when_k_exceeds_ef_search():
+    """Tight clusters: a beam of 4 candidates leaves most of a top 100 empty (faiss pads with -1) unless the walk
+    widens its beam to k."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 16))
+    vectors = (centres[rng.integers(40, size=2_000)] + 0.01 * rng.normal(size=(2_000, 16))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = HNSWIndex(np.arange(2_000), vectors, ef_search=4)
+    found, scores = index.search(vectors[:200], k=100)
+    assert found.shape == (200, 100) and (np.diff(scores, axis=1) <= 1e-6).all()
+    assert index.ef_search == 4  # the setting itself is unchanged
+
+
 def test_hnsw_build_is_reproducible_on_one_thread(tmp_path):
     rng = np.random.default_rng(2)
     vectors = rng.normal(size=(2_000, 16)).astype(np.float32)
