@@ -58,7 +58,7 @@ def test_a_failing_index_is_a_logged_503_not_a_crash(service, caplog, monkeypatc
     class Padded:  # faiss pads with -1 when its walk finds fewer than k vectors
         hnsw = service.index.index.hnsw
 
-        def search(self, queries, k):
+        def search(self, queries, k, params=None):  # faiss's signature: the search parameters are optional
             return np.zeros((len(queries), k), np.float32), np.full((len(queries), k), -1)
 
     broken.index = Padded()
