@@ -3,7 +3,8 @@ package from the same places pip would (uv does not read pip's configuration fil
 
 Reads `python -m pip config list` (pip's files and PIP_* variables, e.g. `global.extra-index-url='file:///x'`
 or `:env:.find-links='/opt/wheels'`) and prints `--index-url`, `--extra-index-url`, `--find-links` and
-`--constraint` flags, one list entry each, with pip's precedence between its configuration's scopes. Standard library only: it runs before the project is installed."""
+`--constraint` flags, one list entry each, with pip's precedence between its configuration's scopes.
+Standard library only: it runs before the project is installed."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ doc2query document expansion."""
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -11,22 +12,16 @@ import torch
 from ecomrec.progress import progress as progress_bar
 
 
-_BM25S_KERNEL_CACHED = False
-
-
+@functools.cache  # once per process
 def _cache_bm25s_kernel() -> None:
     """bm25s (0.3.16) compiles its numba retrieval kernel in every process, about 8 s on 2 cores, because it does
     not ask numba to keep the compiled code on disk. Re-wrap the serial kernel (`search` runs bm25s with
     `n_threads=0`, which takes it) with `cache=True`, once per process: the first process compiles and saves it
     beside bm25s' source, every later one loads it. Same Python function, same compiler: same scores."""
-    global _BM25S_KERNEL_CACHED
-    if _BM25S_KERNEL_CACHED:
-        return
     from bm25s.numba import retrieve_utils
     from numba import njit
 
     retrieve_utils._retrieve_internal_jitted_serial = njit(nogil=True, cache=True)(retrieve_utils._retrieve_internal_jitted)
-    _BM25S_KERNEL_CACHED = True
 
 
 class BM25Index:
