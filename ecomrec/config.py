@@ -56,6 +56,9 @@ class Profile:
     cross_eval_every: int = 5  # cross-encoder steps (batch 32) between valid re-ranking evaluations (04)
     cross_patience: int = 3  # valid evaluations without a better re-ranking NDCG@10 before it stops (04)
     cross_max_epochs: float = 0.15  # its budget in passes over its training examples (04)
+    distill_queries: int | None = 100  # training queries whose candidates the cross-encoder scores for distillation; None = all (04)
+    distill_eval_every: int = 5  # distillation steps (batch 64) between valid evaluations on the whole catalogue (04)
+    distill_max_epochs: float = 1.0  # its budget in passes over the distillation triples (04)
     rerank_valid_queries: int = 30  # valid queries the cross-encoder, its depth and weight are selected on (04)
     rerank_depths: tuple[int, ...] = (10, 20)  # re-rank depths to choose from on valid (04)
     rerank_queries: int = 20  # test queries whose top-100 the cross-encoder re-ranks in 05's hybrid search and 07
@@ -92,7 +95,8 @@ PROFILES: dict[str, Profile] = {
                     rec_users=None, rec_kcore=5, gen_train_steps=3_000, gen_products=None, triplet_anchors=20_000,
                     mlm_heldout=1_000, mlm_scratch_steps=400, mlm_head_steps=100, mlm_adapt_steps=350,
                     biencoder_steps=40, two_tower_eval_every=300, two_tower_max_epochs=1.5, valid_distractors=4_000,
-                    cross_eval_every=150, cross_max_epochs=0.4, rerank_valid_queries=300, rerank_depths=(10, 20, 50), rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
+                    cross_eval_every=150, cross_max_epochs=0.4,
+                    distill_queries=4_000, distill_eval_every=50, distill_max_epochs=2.0, rerank_valid_queries=300, rerank_depths=(10, 20, 50), rerank_queries=60, calibration_judgments=3_000, sasrec_epochs=100,
                     sasrec_patience=5, sasrec_trials=8, rec_trials=30, rec_seeds=3,
                     latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
                     llm_products=5_000, llm_office_items=None, curve_sizes=(0, 100, 300, 1_000, 3_000, None),
@@ -106,7 +110,8 @@ PROFILES: dict[str, Profile] = {
 # every Office item, re-ranking on every test query, larger searches. Its figures compare with the full profile's.
 GPU_BUDGETS: dict[str, object] = {
     "gen_train_steps": 10_000, "mlm_scratch_steps": 4_000, "mlm_head_steps": 1_000, "mlm_adapt_steps": 3_500,
-    "biencoder_steps": 1_200, "two_tower_max_epochs": 6.0, "cross_max_epochs": 3.0, "rerank_queries": 2_000,
+    "biencoder_steps": 1_200, "two_tower_max_epochs": 6.0, "cross_max_epochs": 3.0, "distill_queries": None,
+    "distill_max_epochs": 10.0, "rerank_queries": 2_000,
     "sasrec_trials": 30, "rec_trials": 100, "llm_lora_steps": 400, "llm_products": None,
 }
 PROFILES["gpu"] = replace(PROFILES["full"], name="gpu", **GPU_BUDGETS)

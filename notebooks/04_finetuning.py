@@ -11,7 +11,8 @@
 #    one until valid stops improving;
 # 2. train a cross-encoder to predict graded relevance and use it to re-rank a first stage;
 # 3. compare LoRA with full fine-tuning on trainable parameters, wall time and quality;
-# 4. evaluate retrieval on a full catalogue with graded NDCG, recall and MRR, with intervals and a
+# 4. distil the cross-encoder's judgement into the bi-encoder's query side (Margin-MSE);
+# 5. evaluate retrieval on a full catalogue with graded NDCG, recall and MRR, with intervals and a
 #    paired test, and run behavioural checks on the result.
 
 # %% tags=["parameters"]
@@ -31,6 +32,8 @@ HARD_PER_QUERY, RANDOM_PER_QUERY = 4, 2  # hard and uniform negatives per traini
 VALID_RERANK_DEPTH = 20  # depth of the valid re-ranking the cross-encoder is selected on
 RERANK_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # interpolation weights to choose from on valid (depths: the profile's)
 LORA_RANK = 8
+DISTILL_POSITIVES, DISTILL_NEGATIVES = 1, 4  # per training query: a relevant product × candidates from the first stage's top 30
+DISTILL_PATIENCE = 3  # valid evaluations without a better NDCG@10 before distillation stops
 
 # %%
 from ecomrec.notebook import quiet_libraries
@@ -305,9 +308,7 @@ print(f"{MAIN}: {main_fit.seconds:.0f} s ({main_fit.pairs_per_second:.1f} pairs/
 
 # %%
 fig, ax = plt.subplots(figsize=(9, 4))
-curve = main_fit.history
-ax.plot(curve["pairs"], curve["valid"], marker=".", label=f"{MAIN}, valid sub-catalogue ({main_fit.stopped})")
-ax.scatter([main_fit.pairs_at_best], [main_fit.best_valid], s=120, facecolors="none", edgecolors="tab:blue", label="kept checkpoint")
+main_fit.plot(ax, f"{MAIN}, valid sub-catalogue")
 valid_mean = {name: per_query[(name, "valid")]["ndcg@10"].mean() for name in [*fits, MAIN]}
 floor = 0.5 * per_query[("MiniLM zero-shot", "valid")]["ndcg@10"].mean()  # rows far below it would flatten the rest
 below = {name: value for name, value in valid_mean.items() if value < floor}
@@ -389,13 +390,13 @@ share_relevant = float((judgments[C.COL_RELEVANCE] >= 2).mean())
 reporting.record("search/train/judgments/share_grade_at_least_2", share_relevant)
 train_query_ids = judgments[C.COL_QUERY_ID].unique()
 train_vectors = encode(first_model, query_text.loc[train_query_ids].tolist())
-found, scores = DenseIndex(ids, catalogues[first_stage]).search(train_vectors, k=MINE_DEPTH)
+train_first = R.run_frame(train_query_ids, *DenseIndex(ids, catalogues[first_stage]).search(train_vectors, k=MINE_DEPTH))
 relevant = judgments[judgments[C.COL_RELEVANCE] >= RELEVANT]
 query_pos = pd.Series(np.arange(len(train_query_ids)), index=train_query_ids)
 relevant_scores = np.einsum("ij,ij->i", train_vectors[query_pos.loc[relevant[C.COL_QUERY_ID]].to_numpy()],
                             catalogues[first_stage][relevant[C.COL_PRODUCT_ID].map(row_of).to_numpy()])
 positive_score = pd.Series(relevant_scores, index=relevant[C.COL_QUERY_ID].to_numpy()).groupby(level=0).max()
-hard_negatives = mine_hard_negatives(R.run_frame(train_query_ids, found, scores), judgments, positive_score,
+hard_negatives = mine_hard_negatives(train_first, judgments, positive_score,
                                      margin=MINE_MARGIN, per_query=HARD_PER_QUERY, seed=SEED)
 random_negatives = pd.DataFrame({C.COL_QUERY_ID: np.repeat(train_query_ids, RANDOM_PER_QUERY),
                                  C.COL_PRODUCT_ID: ids[rng.integers(0, len(ids), size=len(train_query_ids) * RANDOM_PER_QUERY)]})
@@ -444,9 +445,7 @@ print(f"cross-encoder: {cross_fit.seconds:.0f} s ({cross_fit.pairs_per_second:.1
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 3.4))
-ax.plot(cross_fit.history["pairs"], cross_fit.history["valid"], marker=".", label=f"cross-encoder ({cross_fit.stopped})")
-ax.scatter([cross_fit.pairs_at_best], [cross_fit.best_valid], s=120, facecolors="none", edgecolors="tab:blue", label="kept checkpoint")
-ax.axhline(first_valid, color="gray", linestyle="--", label=f"first stage alone: {first_stage}")
+cross_fit.plot(ax, "cross-encoder", first_valid, f"first stage alone: {first_stage}")
 ax.set(xlabel="training examples seen", ylabel=f"valid NDCG@10 after re-ranking the top {VALID_RERANK_DEPTH}",
        title=f"Cross-encoder learning curve ({len(rerank_valid):,} valid queries)")
 ax.legend(fontsize=8, loc="lower right")
@@ -626,6 +625,92 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ### 5c. Distillation: the re-ranker teaches the bi-encoder
+#
+# The cross-encoder orders a short list better than the bi-encoder it re-ranks, but it cannot scan a catalogue.
+# **Distillation** moves some of that skill into the bi-encoder (`ecomrec.models.distill`, Margin-MSE, Hofstätter
+# et al. 2020). For a training query $q$, a relevant judged product $p$ and a candidate $n$ from the first stage's
+# own top 30 (the list mined above), the teacher's margin in logits becomes the target of the student's:
+#
+# $$\mathcal{L} = \big(\, s\,[\cos(q, d'_p) - \cos(q, d'_n)] - [t(q, p) - t(q, n)] \,\big)^2,$$
+#
+# with a learnt scale $s$. A hard negative only says "worse"; the teacher says *how much* worse, so an unjudged
+# candidate it finds nearly as good as $p$ asks for a small margin instead of a push to the bottom.
+#
+# The **student** is the first stage's query side: its query tower trains, and its catalogue stays the vectors
+# encoded once above, moved only by a low-rank map $d' = \mathrm{norm}(d + BAd)$ (as in `06`'s curve). So no
+# catalogue is re-encoded: every evaluation is valid NDCG@10 on the **whole** catalogue for all valid queries
+# (only their encodes cost), the best one is kept, and training stops on patience or at its budget. The
+# queries are a seeded sample of *training* queries; the teacher scores only their pairs (each once).
+
+# %%
+import copy
+
+from ecomrec.models.distill import NEGATIVE, POSITIVE, margin_triples, teacher_logits, train_margin_mse
+
+DISTILLED = f"{first_stage} → distilled"
+draw = np.random.default_rng([SEED, 5])  # its own stream: the later cells' draws do not depend on this one
+distill_queries = train_query_ids if profile.distill_queries is None else \
+    draw.choice(train_query_ids, size=min(profile.distill_queries, len(train_query_ids)), replace=False)
+triples = margin_triples(train_first[train_first[C.COL_QUERY_ID].isin(distill_queries)], relevant,
+                         DISTILL_POSITIVES, DISTILL_NEGATIVES, seed=SEED)
+start = time.perf_counter()
+teacher = {side: teacher_logits(R.score_pairs(scorer, query_of, title_of, triples[[C.COL_QUERY_ID, side]].set_axis(
+    [C.COL_QUERY_ID, C.COL_PRODUCT_ID], axis=1), batch_size=16, cache=scored)) for side in (POSITIVE, NEGATIVE)}
+teacher_seconds = time.perf_counter() - start
+margins = teacher[POSITIVE] - teacher[NEGATIVE]
+student_queries = triples[C.COL_QUERY_ID].unique()
+student_row = pd.Series(np.arange(len(student_queries)), index=student_queries)
+
+
+def valid_ndcg(model, vectors: np.ndarray) -> float:
+    return float(R.evaluate_run(qrels["valid"], dense_run(model, vectors, "valid", k=10))["ndcg@10"].mean())
+
+
+student = copy.deepcopy(first_model)  # the first stage itself stays as it is, for 05 and 07
+distill_fit = train_margin_mse(
+    student, query_text.loc[student_queries].tolist(), triples[C.COL_QUERY_ID].map(student_row).to_numpy(),
+    triples[POSITIVE].map(row_of).to_numpy(), triples[NEGATIVE].map(row_of).to_numpy(), margins,
+    catalogues[first_stage], valid_ndcg, eval_every=profile.distill_eval_every, patience=DISTILL_PATIENCE,
+    max_epochs=profile.distill_max_epochs, bf16=bf16, seed=SEED, progress=True)
+
+# %%
+catalogues[DISTILLED] = distill_fit.catalogue(catalogues[first_stage])
+for split in ("valid", "test"):
+    evaluate(DISTILLED, split, dense_run(student, catalogues[DISTILLED], split))
+ended_by[DISTILLED] = distill_fit.ended_by
+before, after = per_query[(first_stage, "test")]["ndcg@10"], per_query[(DISTILLED, "test")]["ndcg@10"]
+lift = paired_bootstrap(before.to_numpy(), after.loc[before.index].to_numpy(), seed=SEED)
+for stat, value in {"triples": len(triples), "queries": len(student_queries), "teacher_seconds": teacher_seconds,
+                    "seconds": distill_fit.seconds, "pairs_at_best": distill_fit.pairs_at_best,
+                    "evaluations": len(distill_fit.history), "stopped_by_patience": float(distill_fit.stopped == PATIENCE),
+                    "teacher_margin_mean": float(margins.mean())}.items():
+    reporting.record(f"search/train/distilled/{stat}", value)
+reporting.record("search/valid/distilled/ndcg@10", distill_fit.best_valid)
+reporting.record("search/valid/distilled/ndcg@10_before", float(distill_fit.history["valid"].iloc[0]))
+for suffix, value in (("", lift["diff"]), ("_ci_low", lift["low"]), ("_ci_high", lift["high"])):
+    reporting.record(f"search/test/distilled/ndcg@10_delta_vs_student_before{suffix}", value)
+teacher_row = rerank_table.loc["→ cross-encoder alone"]
+pd.DataFrame([
+    {"model": f"teacher: {first_stage} → cross-encoder (top {teacher_row['depth']})", "test NDCG@10": teacher_row["test NDCG@10"], "Δ vs student before": "—"},
+    {"model": f"student before: {first_stage}", "test NDCG@10": before.mean(), "Δ vs student before": "—"},
+    {"model": f"student after: {DISTILLED}", "test NDCG@10": after.mean(),
+     "Δ vs student before": f"{lift['diff']:+.3f} [{lift['low']:+.3f}, {lift['high']:+.3f}] — {verdict(lift['low'], lift['high'])}"},
+]).set_index("model").style.format({"test NDCG@10": "{:.3f}"})
+
+# %%
+print(f"{len(triples):,} triples from {len(student_queries):,} training queries (teacher: {teacher_seconds:.0f} s); "
+      f"mean teacher margin {margins.mean():.2f} logits; {len(distill_fit.history) - 1} evaluations, best valid NDCG@10 "
+      f"{distill_fit.best_valid:.3f} (step 0: {distill_fit.history['valid'].iloc[0]:.3f}) after {distill_fit.pairs_at_best:,} "
+      f"triples; stopped: {distill_fit.ended_by}")
+fig, ax = plt.subplots(figsize=(8, 3.2))
+distill_fit.plot(ax, "student", distill_fit.history["valid"].iloc[0], f"before: {first_stage}")
+ax.set(xlabel="triples seen", ylabel="valid NDCG@10 (whole catalogue)", title="Distillation learning curve")
+ax.legend(fontsize=8, loc="lower right")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## 6. One table
 #
 # Every row on the same test queries and the full catalogue, with 95 % bootstrap intervals; Δ is the
@@ -705,6 +790,8 @@ for name in (MAIN, PIPELINE):
     print(delta(name, against="BM25") + f" (ratio {ratio:.2f}× BM25)")
 print(delta(FUSED, against=first_stage))
 print(delta(PIPELINE, against=FUSED))
+print(f"{DISTILLED} (Margin-MSE on the cross-encoder's margins): {lift['diff']:+.3f} NDCG@10 [{lift['low']:+.3f}, "
+      f"{lift['high']:+.3f}] against {first_stage} — {verdict(lift['low'], lift['high'])}")
 for label in settings:
     row = rerank_table.loc[f"→ {label}"]
     print(f"{first_stage} → {label} (top {row['depth']}, weight {row['weight']}): test NDCG@10 {row['test NDCG@10']:.3f}, "
@@ -793,6 +880,8 @@ finish("search", notebook_start)
 # 5. Train the cross-encoder on the judgments alone (`HARD_PER_QUERY = RANDOM_PER_QUERY = 0` needs a small
 #    change: which line?) and re-rank again. What happens to NDCG@10, and to the share of unrelated products in
 #    its top 10?
+# 6. Distil without the document map (`doc_map_rank=None` in `train_margin_mse`): only the query tower moves.
+#    How much of the distilled student's change on valid was the map's?
 
 # %% [markdown]
 # ## Recorded results

@@ -51,6 +51,15 @@ class LoopFit:
     def pairs_at_best(self) -> int:
         return int(self.history.set_index("step").loc[self.best_step, "pairs"])
 
+    def plot(self, ax, label: str, baseline: float | None = None, baseline_label: str = "") -> None:
+        """The learning curve on `ax`: valid score against examples seen (one point per evaluation, labelled with
+        `label` and why training stopped), the kept checkpoint circled, and an optional dashed `baseline`."""
+        line, = ax.plot(self.history["pairs"], self.history["valid"], marker=".", label=f"{label} ({self.stopped})")
+        ax.scatter([self.pairs_at_best], [self.best_valid], s=120, facecolors="none", edgecolors=line.get_color(),
+                   label="kept checkpoint")
+        if baseline is not None:
+            ax.axhline(baseline, color="gray", linestyle="--", label=baseline_label)
+
 
 def lr_factor(step: int, warmup: int, max_steps: int, decay: bool) -> float:
     """Linear warm-up over `warmup` steps, then constant or (with `decay`) linear decay to 0 at `max_steps`."""

@@ -273,6 +273,21 @@ def fit_grade_calibration(scores, grades):
     return lambda new_scores: iso.predict(np.asarray(new_scores, dtype=float))
 
 
+def score_pairs(cross_encoder, queries: dict, titles: dict, pairs: pd.DataFrame, batch_size: int = 128,
+                cache: dict | None = None) -> np.ndarray:
+    """Cross-encoder scores of `pairs` (query_id, product_id), in their order; `queries` and `titles` map ids to
+    text. `cache` maps (query id, product id) to a score already computed: only the pairs missing from it are
+    scored (each once), and it is updated in place."""
+    cache = {} if cache is None else cache
+    keys = list(zip(pairs[C.COL_QUERY_ID], pairs[C.COL_PRODUCT_ID]))
+    missing = list(dict.fromkeys(key for key in keys if key not in cache))
+    if missing:
+        texts = [(queries[q], titles[p]) for q, p in missing]
+        scores = cross_encoder.predict(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
+        cache.update(zip(missing, np.asarray(scores, dtype=float).tolist()))
+    return np.array([cache[key] for key in keys], dtype=float)
+
+
 def rerank(cross_encoder, queries: dict, titles: dict, run: pd.DataFrame, depth: int = 100,
            batch_size: int = 128, cache: dict | None = None) -> pd.DataFrame:
     """Re-score each query's top `depth` products of `run` with a cross-encoder; returns a new run.
@@ -281,11 +296,4 @@ def rerank(cross_encoder, queries: dict, titles: dict, run: pd.DataFrame, depth:
     same queries); only the pairs missing from it are scored, and it is updated in place.
     """
     top = top_k(run, depth)
-    cache = {} if cache is None else cache
-    keys = list(zip(top[C.COL_QUERY_ID], top[C.COL_PRODUCT_ID]))
-    missing = list(dict.fromkeys(key for key in keys if key not in cache))
-    if missing:
-        pairs = [(queries[q], titles[p]) for q, p in missing]
-        scores = cross_encoder.predict(pairs, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
-        cache.update(zip(missing, np.asarray(scores, dtype=float).tolist()))
-    return top.assign(score=np.array([cache[key] for key in keys], dtype=float))
+    return top.assign(score=score_pairs(cross_encoder, queries, titles, top, batch_size=batch_size, cache=cache))

@@ -48,6 +48,16 @@ def test_reranking_is_measured_against_its_first_stage(metrics):
     assert metrics["search/train/cross_encoder/evaluations"] >= 2
 
 
+def test_distillation_is_selected_on_valid_and_measured_against_its_student(metrics):
+    assert metrics["search/train/distilled/triples"] > 0 and metrics["search/train/distilled/evaluations"] >= 2
+    assert math.isfinite(metrics["search/train/distilled/teacher_margin_mean"])
+    # step 0 is the student before distillation: the kept checkpoint is never worse on valid
+    before = metrics["search/valid/distilled/ndcg@10_before"]
+    assert 0 < before <= metrics["search/valid/distilled/ndcg@10"]
+    low, delta, high = (metrics[f"search/test/distilled/ndcg@10_delta_vs_student_before{s}"] for s in ("_ci_low", "", "_ci_high"))
+    assert math.isfinite(delta) and low <= delta <= high
+
+
 def test_lora_trains_a_small_share(metrics):
     full, lora = (metrics[f"search/train/{r}/trainable_parameters"] for r in ("MiniLM_plus_MNRL", "MiniLM_plus_MNRL_LoRA"))
     assert 0 < lora < full / 10

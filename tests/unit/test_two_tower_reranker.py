@@ -47,6 +47,25 @@ def test_loop_restores_the_best_evaluation_and_says_why_it_stopped():
                           batch_size=8, eval_every=1, patience=1, max_epochs=1)
 
 
+def test_learning_curve_plot_circles_the_kept_checkpoint():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ecomrec.models.loop import LoopFit
+
+    history = pd.DataFrame({"step": [0, 5, 10], "pairs": [0, 160, 320], "valid": [0.2, 0.4, 0.3]})
+    fit = LoopFit(history, best_step=5, best_valid=0.4, stopped=PATIENCE, seconds=1.0, pairs_per_second=320.0)
+    fig, ax = plt.subplots()
+    fit.plot(ax, "model", baseline=0.25, baseline_label="before")
+    (curve,), (kept,) = ax.get_lines()[:1], ax.collections
+    assert curve.get_xdata().tolist() == [0, 160, 320] and curve.get_label() == f"model ({PATIENCE})"
+    assert kept.get_offsets().tolist() == [[160.0, 0.4]]
+    assert ax.get_lines()[1].get_ydata()[0] == 0.25 and ax.get_lines()[1].get_label() == "before"
+    plt.close(fig)
+
+
 def test_in_batch_false_negatives_masks_known_positives_off_the_diagonal():
     positives = [np.array([5, 7]), np.array([6]), np.array([5])]
     mask = in_batch_false_negatives(np.array([[0, 5], [1, 6], [0, 7], [2, 5]]), positives)
