@@ -642,6 +642,10 @@ plt.show()
 # catalogue is re-encoded: every evaluation is valid NDCG@10 on the **whole** catalogue for all valid queries
 # (only their encodes cost), the best one is kept, and training stops on patience or at its budget. The
 # queries are a seeded sample of *training* queries; the teacher scores only their pairs (each once).
+#
+# The student is a row of the one table below, not a replacement for the first stage: the fusion weight and the
+# re-ranking settings of the pipeline (5b), and the model saved for `05` and `07`, were chosen on the first stage
+# (exercise 7 swaps it in).
 
 # %%
 import copy
@@ -882,6 +886,8 @@ finish("search", notebook_start)
 #    its top 10?
 # 6. Distil without the document map (`doc_map_rank=None` in `train_margin_mse`): only the query tower moves.
 #    How much of the distilled student's change on valid was the map's?
+# 7. Make the student the pipeline's dense model: fuse it with BM25 (weight chosen on valid, as in 5b) and re-rank.
+#    Does a better single model still add to the fused pipeline, or does fusion already recover what it learnt?
 
 # %% [markdown]
 # ## Recorded results
