@@ -7,7 +7,10 @@ $t(q, p) - t(q, n)$ (its logits) becomes the target of the student's margin,
 
 $$\\mathcal{L} = \\big(\\, s\\,[\\cos(q, d'_p) - \\cos(q, d'_n)] - [t(q, p) - t(q, n)] \\,\\big)^2,$$
 
-with a learnt scale $s$ (the student's cosines live on another scale than the teacher's logits). The teacher
+with a learnt scale $s$ (the student's cosines live on another scale than the teacher's logits). $s$ starts where
+the student's margins before training are as large as the teacher's, $s_0 = \mathrm{rms}(t) / \mathrm{rms}(m_0)$:
+a fixed start far from it (say 20 against margins of half a logit) makes the first steps shrink the student's
+margins instead of reordering them. The teacher
 says *how much* better $p$ is than $n$, where a hard negative only says "worse": a candidate the teacher finds
 nearly as good as the positive (an unjudged relevant product) asks for a small margin instead of a push to the
 bottom, so the false negatives that the cross-encoder's own mining had to drop by a margin are harmless here.
@@ -84,11 +87,29 @@ class MarginScale(nn.Module):
         return self.log_scale.exp() * margin
 
 
+def matched_scale(model, queries: Sequence[str], query_index: np.ndarray, positive_index: np.ndarray,
+                  negative_index: np.ndarray, teacher_margin: np.ndarray, documents: torch.Tensor,
+                  batch_size: int = 256) -> float:
+    """rms(teacher margins) / rms(the student's cosine margins as it stands): the scale at which the untrained
+    student's margins are as large as the teacher's. Raises if either set of margins is all zero."""
+    rows = np.unique(query_index)
+    model.eval()
+    with torch.no_grad():
+        encoded = torch.cat([embed(model, [queries[i] for i in rows[b:b + batch_size]]) for b in range(0, len(rows), batch_size)])
+    q = encoded[torch.from_numpy(np.searchsorted(rows, query_index)).to(encoded.device)]
+    margin = ((q * documents[torch.from_numpy(positive_index).to(q.device)]).sum(-1)
+              - (q * documents[torch.from_numpy(negative_index).to(q.device)]).sum(-1)).cpu().numpy()
+    student, teacher = float(np.sqrt(np.mean(margin ** 2))), float(np.sqrt(np.mean(np.square(teacher_margin))))
+    if not (student > 0 and teacher > 0):
+        raise ValueError(f"no scale can match the teacher's margins (rms {teacher:.3g}) to the student's (rms {student:.3g})")
+    return teacher / student
+
+
 def train_margin_mse(model, queries: Sequence[str], query_index: Sequence[int], positive_index: Sequence[int],
                      negative_index: Sequence[int], teacher_margin: Sequence[float], catalogue: np.ndarray,
                      score_valid: Callable[[object, np.ndarray], float], *, doc_map_rank: int | None = 32,
                      batch_size: int = 64, learning_rate: float = 3e-5, map_learning_rate: float = 1e-3,
-                     initial_scale: float = 20.0, eval_every: int = 100, patience: int = 3, max_epochs: float = 3.0,
+                     initial_scale: float | None = None, eval_every: int = 100, patience: int = 3, max_epochs: float = 3.0,
                      max_seconds: float | None = None, bf16: bool = False, seed: int = C.SEED,
                      progress: bool = False) -> QueryTowerFit:
     """Distil a teacher's margins into `model` (a SentenceTransformer: the query tower) against the fixed cached
@@ -98,9 +119,11 @@ def train_margin_mse(model, queries: Sequence[str], query_index: Sequence[int], 
     `score_valid(model, catalogue_vectors)` (higher is better) is measured before training (step 0) and every
     `eval_every` steps; training stops after `patience` evaluations without a gain, at `max_epochs` passes over
     the triples or after `max_seconds`, and the best evaluation's weights (query tower, document map) are
-    restored — a distillation that never helps on valid returns the student unchanged.
+    restored — a distillation that never helps on valid returns the student unchanged. `initial_scale` None: the
+    scale starts at rms(teacher margins) / rms(the student's margins before training) (`matched_scale`).
     """
-    query_index, positive_index, negative_index = (np.asarray(a, dtype=np.int64) for a in (query_index, positive_index, negative_index))
+    # writable copies (pandas hands out read-only arrays, which torch.from_numpy warns about)
+    query_index, positive_index, negative_index = (np.array(a, dtype=np.int64) for a in (query_index, positive_index, negative_index))
     margins = torch.as_tensor(np.asarray(teacher_margin, dtype=np.float32))
     if not len(query_index) == len(positive_index) == len(negative_index) == len(margins):
         raise ValueError(f"{len(query_index)} queries, {len(positive_index)} positives, {len(negative_index)} negatives "
@@ -116,6 +139,8 @@ def train_margin_mse(model, queries: Sequence[str], query_index: Sequence[int], 
     torch.manual_seed(seed)
     documents = nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(catalogue, dtype=np.float32)), dim=-1).to(device)
     doc_map = DocumentMap(documents.shape[1], doc_map_rank).to(device) if doc_map_rank else None
+    if initial_scale is None:
+        initial_scale = matched_scale(model, queries, query_index, positive_index, negative_index, margins.numpy(), documents)
     scale = MarginScale(initial_scale).to(device)
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": learning_rate},
               {"params": list(scale.parameters()) + (list(doc_map.parameters()) if doc_map is not None else []),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ecomrec import config as C
-from ecomrec.models.distill import NEGATIVE, POSITIVE, MarginScale, margin_triples, teacher_logits, train_margin_mse
+from ecomrec.models.distill import NEGATIVE, POSITIVE, MarginScale, margin_triples, matched_scale, teacher_logits, train_margin_mse
 from ecomrec.models.selection import BUDGET, PATIENCE
 from fixture_files import TINY_TITLES as TITLES, TINY_TRAIN as TRAIN, TINY_VALID as VALID, tiny_sentence_model
 
@@ -78,6 +78,17 @@ def test_margin_mse_student_learns_the_teachers_order_on_a_tiny_catalogue(tmp_pa
     assert -fit.best_valid < 0.8 * before
     assert fit.history["loss"].iloc[-1] < fit.history["loss"].iloc[1]
     assert fit.doc_map is not None and fit.stopped in (PATIENCE, BUDGET)
+
+
+def test_the_scale_starts_where_the_students_margins_match_the_teachers(tmp_path):
+    model, catalogue, queries, (qi, pi, ni, margins), _ = _setup(tmp_path)
+    documents = torch.nn.functional.normalize(torch.from_numpy(catalogue), dim=-1)
+    q = torch.from_numpy(model.encode(queries, normalize_embeddings=True))
+    student = ((q[qi] * documents[pi]).sum(-1) - (q[qi] * documents[ni]).sum(-1)).numpy()
+    scale = matched_scale(model, queries, qi, pi, ni, margins, documents)
+    assert np.sqrt(np.mean((scale * student) ** 2)) == pytest.approx(8.0, rel=1e-3)  # the teacher's margins are all 8
+    with pytest.raises(ValueError, match="no scale"):
+        matched_scale(model, queries, qi, pi, ni, np.zeros(len(qi)), documents)
 
 
 def test_margin_mse_keeps_the_student_when_valid_never_improves(tmp_path):
