@@ -33,6 +33,7 @@ from torch import nn
 from ecomrec import config as C
 from ecomrec.models.loop import train_until_valid
 from ecomrec.models.query_tower import DocumentMap, QueryTowerFit, embed, map_catalogue
+from ecomrec.models.search import encode
 
 POSITIVE, NEGATIVE = "positive_id", "negative_id"
 
@@ -88,17 +89,13 @@ class MarginScale(nn.Module):
 
 
 def matched_scale(model, queries: Sequence[str], query_index: np.ndarray, positive_index: np.ndarray,
-                  negative_index: np.ndarray, teacher_margin: np.ndarray, documents: torch.Tensor,
-                  batch_size: int = 256) -> float:
-    """rms(teacher margins) / rms(the student's cosine margins as it stands): the scale at which the untrained
-    student's margins are as large as the teacher's. Raises if either set of margins is all zero."""
+                  negative_index: np.ndarray, teacher_margin: np.ndarray, documents: np.ndarray) -> float:
+    """rms(teacher margins) / rms(the student's cosine margins as it stands, against the normalised `documents`):
+    the scale at which the untrained student's margins are as large as the teacher's. Raises if either set of
+    margins is all zero."""
     rows = np.unique(query_index)
-    model.eval()
-    with torch.no_grad():
-        encoded = torch.cat([embed(model, [queries[i] for i in rows[b:b + batch_size]]) for b in range(0, len(rows), batch_size)])
-    q = encoded[torch.from_numpy(np.searchsorted(rows, query_index)).to(encoded.device)]
-    margin = ((q * documents[torch.from_numpy(positive_index).to(q.device)]).sum(-1)
-              - (q * documents[torch.from_numpy(negative_index).to(q.device)]).sum(-1)).cpu().numpy()
+    q = encode(model, [queries[i] for i in rows])[np.searchsorted(rows, query_index)]
+    margin = (q * documents[positive_index]).sum(-1) - (q * documents[negative_index]).sum(-1)
     student, teacher = float(np.sqrt(np.mean(margin ** 2))), float(np.sqrt(np.mean(np.square(teacher_margin))))
     if not (student > 0 and teacher > 0):
         raise ValueError(f"no scale can match the teacher's margins (rms {teacher:.3g}) to the student's (rms {student:.3g})")
@@ -140,7 +137,8 @@ def train_margin_mse(model, queries: Sequence[str], query_index: Sequence[int], 
     documents = nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(catalogue, dtype=np.float32)), dim=-1).to(device)
     doc_map = DocumentMap(documents.shape[1], doc_map_rank).to(device) if doc_map_rank else None
     if initial_scale is None:
-        initial_scale = matched_scale(model, queries, query_index, positive_index, negative_index, margins.numpy(), documents)
+        initial_scale = matched_scale(model, queries, query_index, positive_index, negative_index, margins.numpy(),
+                                      documents.cpu().numpy())
     scale = MarginScale(initial_scale).to(device)
     groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": learning_rate},
               {"params": list(scale.parameters()) + (list(doc_map.parameters()) if doc_map is not None else []),
