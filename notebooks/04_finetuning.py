@@ -123,6 +123,18 @@ def dense_run(encoder, catalogue: np.ndarray, split: str, k: int = RERANK_DEPTH)
     return R.run_frame(queries, found, scores)
 
 
+def paired_delta(name: str, against: str, key: str | None = None) -> dict:
+    """Test NDCG@10 of `name` minus `against` on the same queries, a paired bootstrap interval, recorded under `key`
+    (default: search/test/<name>/ndcg@10_delta_vs_<against>); with its verdict in words under "said"."""
+    d = paired_bootstrap(per_query[(against, "test")]["ndcg@10"].to_numpy(),
+                         per_query[(name, "test")].loc[per_query[(against, "test")].index, "ndcg@10"].to_numpy(), seed=SEED)
+    key = key or f"search/test/{reporting.metric_key(name)}/ndcg@10_delta_vs_{reporting.metric_key(against)}"
+    for suffix, value in (("", d["diff"]), ("_ci_low", d["low"]), ("_ci_high", d["high"])):
+        reporting.record(key + suffix, value)
+    return d | {"said": f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] — {verdict(d['low'], d['high'])}"}
+
+
+# %%
 bm25 = BM25Index(ids, titles)
 for split in ("valid", "test"):
     found, scores = bm25.search_matched(query_text.loc[eval_queries[split]].tolist(), k=RERANK_DEPTH)
@@ -684,7 +696,7 @@ for split in ("valid", "test"):
     evaluate(DISTILLED, split, dense_run(student, catalogues[DISTILLED], split))
 ended_by[DISTILLED] = distill_fit.ended_by
 before, after = per_query[(first_stage, "test")]["ndcg@10"], per_query[(DISTILLED, "test")]["ndcg@10"]
-lift = paired_bootstrap(before.to_numpy(), after.loc[before.index].to_numpy(), seed=SEED)
+lift = paired_delta(DISTILLED, first_stage, key="search/test/distilled/ndcg@10_delta_vs_student_before")
 for stat, value in {"triples": len(triples), "queries": len(student_queries), "teacher_seconds": teacher_seconds,
                     "seconds": distill_fit.seconds, "pairs_at_best": distill_fit.pairs_at_best,
                     "evaluations": len(distill_fit.history), "stopped_by_patience": float(distill_fit.stopped == PATIENCE),
@@ -692,14 +704,12 @@ for stat, value in {"triples": len(triples), "queries": len(student_queries), "t
     reporting.record(f"search/train/distilled/{stat}", value)
 reporting.record("search/valid/distilled/ndcg@10", distill_fit.best_valid)
 reporting.record("search/valid/distilled/ndcg@10_before", float(distill_fit.history["valid"].iloc[0]))
-for suffix, value in (("", lift["diff"]), ("_ci_low", lift["low"]), ("_ci_high", lift["high"])):
-    reporting.record(f"search/test/distilled/ndcg@10_delta_vs_student_before{suffix}", value)
 teacher_row = rerank_table.loc["→ cross-encoder alone"]
 pd.DataFrame([
     {"model": f"teacher: {first_stage} → cross-encoder (top {teacher_row['depth']})", "test NDCG@10": teacher_row["test NDCG@10"], "Δ vs student before": "—"},
     {"model": f"student before: {first_stage}", "test NDCG@10": before.mean(), "Δ vs student before": "—"},
     {"model": f"student after: {DISTILLED}", "test NDCG@10": after.mean(),
-     "Δ vs student before": f"{lift['diff']:+.3f} [{lift['low']:+.3f}, {lift['high']:+.3f}] — {verdict(lift['low'], lift['high'])}"},
+     "Δ vs student before": lift["said"]},
 ]).set_index("model").style.format({"test NDCG@10": "{:.3f}"})
 
 # %%
@@ -772,12 +782,7 @@ plt.show()
 # %%
 def delta(name: str, against: str = "MiniLM + MNRL") -> str:
     """The paired difference in test NDCG@10, recorded and said."""
-    d = paired_bootstrap(per_query[(against, "test")]["ndcg@10"].to_numpy(),
-                         per_query[(name, "test")].loc[per_query[(against, "test")].index, "ndcg@10"].to_numpy(), seed=SEED)
-    key = f"search/test/{reporting.metric_key(name)}/ndcg@10_delta_vs_{reporting.metric_key(against)}"
-    for suffix, value in (("", d["diff"]), ("_ci_low", d["low"]), ("_ci_high", d["high"])):
-        reporting.record(key + suffix, value)
-    return f"{name}: {d['diff']:+.3f} NDCG@10 [{d['low']:+.3f}, {d['high']:+.3f}] against {against} — {verdict(d['low'], d['high'])}"
+    return f"{name}: {paired_delta(name, against)['said']} (NDCG@10 against {against})"
 
 
 print(f"Selected on valid: {selected} — test NDCG@10 {table.loc[selected, 'ndcg@10']:.3f} "
@@ -794,8 +799,7 @@ for name in (MAIN, PIPELINE):
     print(delta(name, against="BM25") + f" (ratio {ratio:.2f}× BM25)")
 print(delta(FUSED, against=first_stage))
 print(delta(PIPELINE, against=FUSED))
-print(f"{DISTILLED} (Margin-MSE on the cross-encoder's margins): {lift['diff']:+.3f} NDCG@10 [{lift['low']:+.3f}, "
-      f"{lift['high']:+.3f}] against {first_stage} — {verdict(lift['low'], lift['high'])}")
+print(f"{DISTILLED} (Margin-MSE on the cross-encoder's margins): {lift['said']} (NDCG@10 against {first_stage})")
 for label in settings:
     row = rerank_table.loc[f"→ {label}"]
     print(f"{first_stage} → {label} (top {row['depth']}, weight {row['weight']}): test NDCG@10 {row['test NDCG@10']:.3f}, "

@@ -31,8 +31,7 @@ import torch
 from torch import nn
 
 from ecomrec import config as C
-from ecomrec.models.loop import train_until_valid
-from ecomrec.models.query_tower import DocumentMap, QueryTowerFit, embed, map_catalogue
+from ecomrec.models.query_tower import QueryTowerFit, cached_documents, embed, fit_against_catalogue
 from ecomrec.models.search import encode
 
 POSITIVE, NEGATIVE = "positive_id", "negative_id"
@@ -133,17 +132,11 @@ def train_margin_mse(model, queries: Sequence[str], query_index: Sequence[int], 
             or max(positive_index.max(), negative_index.max()) >= len(catalogue):
         raise ValueError("a query or product row is outside `queries` or `catalogue`")
     device = model.device
-    torch.manual_seed(seed)
-    documents = nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(catalogue, dtype=np.float32)), dim=-1).to(device)
-    doc_map = DocumentMap(documents.shape[1], doc_map_rank).to(device) if doc_map_rank else None
+    documents, doc_map = cached_documents(catalogue, doc_map_rank, device, seed)
     if initial_scale is None:
         initial_scale = matched_scale(model, queries, query_index, positive_index, negative_index, margins.numpy(),
                                       documents.cpu().numpy())
     scale = MarginScale(initial_scale).to(device)
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": learning_rate},
-              {"params": list(scale.parameters()) + (list(doc_map.parameters()) if doc_map is not None else []),
-               "lr": map_learning_rate}]
-    parts = {"query_tower": model, "scale": scale} | ({"doc_map": doc_map} if doc_map is not None else {})
     margins = margins.to(device)
 
     def batch_loss(rows: np.ndarray) -> torch.Tensor:
@@ -154,9 +147,7 @@ def train_margin_mse(model, queries: Sequence[str], query_index: Sequence[int], 
         student = scale(cosines[:len(rows)] - cosines[len(rows):])
         return nn.functional.mse_loss(student, margins[torch.from_numpy(rows).to(device)])
 
-    model.train()
-    fit = train_until_valid(parts, torch.optim.AdamW(groups), len(query_index), batch_loss,
-                            lambda: score_valid(model, map_catalogue(catalogue, doc_map)), batch_size=batch_size,
-                            eval_every=eval_every, patience=patience, max_epochs=max_epochs, max_seconds=max_seconds,
-                            decay=False, seed=seed, progress=progress, desc="distillation steps")
-    return QueryTowerFit(**vars(fit), doc_map=doc_map.eval() if doc_map is not None else None)
+    return fit_against_catalogue(model, doc_map, {"scale": scale}, len(query_index), batch_loss, catalogue, score_valid,
+                                 learning_rate=learning_rate, map_learning_rate=map_learning_rate,
+                                 batch_size=batch_size, eval_every=eval_every, patience=patience, max_epochs=max_epochs,
+                                 max_seconds=max_seconds, seed=seed, progress=progress, desc="distillation steps")

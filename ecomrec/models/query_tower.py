@@ -109,13 +109,7 @@ def train_query_tower(model, queries: Sequence[str], query_index: Sequence[int],
     if pairs[:, 0].max() >= len(queries) or pairs[:, 1].max() >= len(catalogue):
         raise ValueError("a query or product row is outside `queries` or `catalogue`")
     device = model.device
-    torch.manual_seed(seed)
-    documents = nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(catalogue, dtype=np.float32)), dim=-1).to(device)
-    doc_map = DocumentMap(documents.shape[1], doc_map_rank).to(device) if doc_map_rank else None
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": learning_rate}]
-    if doc_map is not None:
-        groups.append({"params": list(doc_map.parameters()), "lr": map_learning_rate})
-    parts = {"query_tower": model} | ({"doc_map": doc_map} if doc_map is not None else {})
+    documents, doc_map = cached_documents(catalogue, doc_map_rank, device, seed)
 
     def batch_loss(rows: np.ndarray) -> torch.Tensor:
         batch = pairs[rows]
@@ -126,9 +120,33 @@ def train_query_tower(model, queries: Sequence[str], query_index: Sequence[int],
             logits[row, torch.from_numpy(others).to(device)] = -torch.inf
         return nn.functional.cross_entropy(logits, torch.from_numpy(batch[:, 1]).to(device))
 
+    return fit_against_catalogue(model, doc_map, {}, len(pairs), batch_loss, catalogue, score_valid,
+                                 learning_rate=learning_rate, map_learning_rate=map_learning_rate,
+                                 batch_size=batch_size, eval_every=eval_every, patience=patience, max_epochs=max_epochs,
+                                 max_seconds=max_seconds, seed=seed, progress=progress, desc="query tower steps")
+
+
+def cached_documents(catalogue: np.ndarray, doc_map_rank: int | None, device, seed: int) -> tuple[torch.Tensor, DocumentMap | None]:
+    """The fixed catalogue as normalised float32 vectors on `device`, and a fresh seeded `DocumentMap` of rank
+    `doc_map_rank` over them (None for no map)."""
+    torch.manual_seed(seed)
+    documents = nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(catalogue, dtype=np.float32)), dim=-1).to(device)
+    return documents, DocumentMap(documents.shape[1], doc_map_rank).to(device) if doc_map_rank else None
+
+
+def fit_against_catalogue(model, doc_map: DocumentMap | None, extra: dict[str, nn.Module], n_examples: int,
+                          batch_loss: Callable[[np.ndarray], torch.Tensor], catalogue: np.ndarray,
+                          score_valid: Callable[[object, np.ndarray], float], *, learning_rate: float,
+                          map_learning_rate: float, desc: str, **loop) -> QueryTowerFit:
+    """The loop both query-side trainers share: AdamW over the query tower (`learning_rate`) and over the document
+    map and the `extra` modules (`map_learning_rate`), `train_until_valid` on `batch_loss`, each evaluation scoring
+    the query tower against the mapped catalogue; `loop` holds the loop's budget (batch size, patience, ...)."""
+    side = list(extra.values()) + ([doc_map] if doc_map is not None else [])
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": learning_rate}]
+    if side:
+        groups.append({"params": [p for module in side for p in module.parameters()], "lr": map_learning_rate})
+    parts = {"query_tower": model} | extra | ({"doc_map": doc_map} if doc_map is not None else {})
     model.train()
-    fit = train_until_valid(parts, torch.optim.AdamW(groups), len(pairs), batch_loss,
-                            lambda: score_valid(model, map_catalogue(catalogue, doc_map)), batch_size=batch_size,
-                            eval_every=eval_every, patience=patience, max_epochs=max_epochs, max_seconds=max_seconds,
-                            decay=False, seed=seed, progress=progress, desc="query tower steps")
+    fit = train_until_valid(parts, torch.optim.AdamW(groups), n_examples, batch_loss,
+                            lambda: score_valid(model, map_catalogue(catalogue, doc_map)), decay=False, desc=desc, **loop)
     return QueryTowerFit(**vars(fit), doc_map=doc_map.eval() if doc_map is not None else None)
