@@ -57,5 +57,28 @@ def test_measure_latency_counts_calls_and_orders_percentiles():
     assert len(seen) == 42 and set(seen) == {4}
     assert 1.5 < out["p50_ms"] < out["p95_ms"] <= out["p99_ms"] and out["p99_ms"] > 15
     assert out["texts_per_second"] == pytest.approx(4 * 40 / (36 * 0.002 + 4 * 0.02), rel=0.5)
+    assert out["calls"] == 40
     with pytest.raises(ValueError):
         measure_latency(call, [], batch_size=1)
+
+
+def test_a_time_cap_ends_timing_but_never_below_the_minimum_number_of_calls():
+    import time
+
+    from ecomrec.serve.latency import measure_latency
+
+    seen = []
+
+    def call(batch):
+        seen.append(batch)
+        time.sleep(0.01)
+
+    out = measure_latency(call, ["a"], calls=1_000, warmup=0, max_seconds=0.2, min_calls=5)
+    assert 5 <= out["calls"] < 60 and len(seen) == out["calls"]  # about 20 calls of 10 ms, far from 1,000
+    seen.clear()
+    out = measure_latency(call, ["a"], calls=1_000, warmup=0, max_seconds=0.001, min_calls=12)
+    assert out["calls"] == 12 == len(seen)  # the cap was reached at once: the minimum still holds
+    assert measure_latency(call, ["a"], calls=3, warmup=0, max_seconds=0.001, min_calls=12)["calls"] == 3  # never above `calls`
+    for bad in ({"max_seconds": 0}, {"min_calls": 0}):
+        with pytest.raises(ValueError):
+            measure_latency(call, ["a"], **bad)
