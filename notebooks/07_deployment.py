@@ -134,8 +134,9 @@ print(f"exported and quantized in {time.perf_counter() - export_start:.0f} s")
 # `profile.latency_calls` calls on real test queries (cross-encoder: (query, title) pairs of the first
 # stage). Timing a version ends after `profile.latency_seconds` seconds of timed calls once 50 were timed, so a
 # slow version (a batch of 32 through the int8 PyTorch cross-encoder takes most of a second) costs seconds, not
-# minutes; the table gives each count. With fewer than 100 calls, p99 is close to the slowest call. Quality: test NDCG@10 of the query encoder searching the fp32 catalogue exactly, and NDCG@10
-# of the cross-encoder re-ranking the top `RERANK_DEPTH` of that search for a seeded sample of test queries.
+# minutes; the table gives each count. With fewer than 100 calls, p99 is close to the slowest call. Quality: test
+# NDCG@10 of the query encoder searching the fp32 catalogue exactly, and NDCG@10 of the cross-encoder re-ranking
+# the top `RERANK_DEPTH` of that search for a seeded sample of test queries.
 
 # %%
 def search_ndcg(query_embeddings: np.ndarray) -> pd.Series:
