@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
 import sys
 import time
 import warnings
@@ -83,7 +84,7 @@ def begin(notebook: str, profile: str, seed: int, device: str, artifact_dir: str
     check_completed(metrics_dir, needs, C.get_profile(profile).name, seed)
     reporting.start(notebook, metrics_dir)
     _parameters.clear()
-    _parameters.update(profile=C.get_profile(profile).name, seed=seed)
+    _parameters.update(profile=C.get_profile(profile).name, seed=seed, **code_version(), cpu=cpu_description())
     root = C.artifact_dir(artifact_dir, profile)
     out_dir = None
     if subdir is not None:
@@ -99,6 +100,22 @@ def begin(notebook: str, profile: str, seed: int, device: str, artifact_dir: str
 
 
 _parameters: dict[str, object] = {}  # this run's, for the completion marker `finish` writes
+
+
+def code_version(root: Path = C.SOURCE_ROOT) -> dict[str, object]:
+    """The commit the course's code is at (None outside a git checkout) and whether its tree has uncommitted
+    changes: a notebook's completion marker carries it, so a published reference can say which code made every
+    chapter's figures, and refuse chapters made by different code."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+
+    try:
+        head = git("rev-parse", "HEAD")
+    except OSError:  # no git on this machine
+        return {"commit": None, "uncommitted_changes": None}
+    if head.returncode != 0:
+        return {"commit": None, "uncommitted_changes": None}
+    return {"commit": head.stdout.strip(), "uncommitted_changes": bool(git("status", "--porcelain").stdout.strip())}
 
 
 def check_completed(metrics_dir: Path, needs: Sequence[str], profile: str, seed: int) -> None:

@@ -5,7 +5,9 @@ names file of each notebook) and its `summary.md`, and writes `manifest.json`: t
 whether the tree had uncommitted changes), the date, the machine (CPU model and instruction sets, cores,
 memory), and per notebook its wall time (papermill's own measurement, in the executed `.ipynb`) and peak
 memory (recorded by `notebook.finish`). It refuses a run that is not complete: every chapter in
-`notebooks/` must have finished under the report's metrics folder, all with one seed.
+`notebooks/` must have finished under the report's metrics folder, all with one seed and at one commit (each
+chapter's completion marker records the commit its code was at, `notebook.code_version`), so chapters re-run
+one at a time, even across days, publish only when the same code made all of them.
 
 `make publish PROFILE=full` runs it; `make compare` then prints any later run against it.
 """
@@ -16,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,11 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def chapters(notebooks_dir: Path = ROOT / "notebooks") -> list[str]:
     """Every chapter of the course, in order (`01_data`, …, `04b_…`, …)."""
     return sorted(p.stem for p in Path(notebooks_dir).glob("[0-9][0-9]*_*.py"))
-
-
-def _git(*args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def _memory_gib() -> float | None:
@@ -72,12 +68,29 @@ def publish(report_dir: str | Path, reference_dir: str | Path, names: list[str] 
     seeds = {marker.get("seed") for marker in done.values()}
     if len(seeds) != 1:
         raise ValueError(f"the notebooks of {report_dir} ran with different seeds {sorted(map(str, seeds))}: re-run them")
+    commits = {name: marker.get("commit") for name, marker in done.items()}
+    unknown = [name for name, commit in commits.items() if commit is None]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} completed without a recorded commit (outside a git checkout, or before "
+                         "markers carried one): re-run them in a checkout")
+    if len(set(commits.values())) != 1:
+        by_commit = {}
+        for name, commit in commits.items():
+            by_commit.setdefault(commit[:10], []).append(name)
+        raise ValueError("not one run: the chapters ran at different commits ("
+                         + "; ".join(f"{commit}: {', '.join(names)}" for commit, names in by_commit.items())
+                         + "): re-run the older ones")
     costs = notebook_costs(report_dir, names)
+    for name, marker in done.items():
+        costs[name]["cpu"] = marker.get("cpu", "not recorded")
+    cpus = sorted({cost["cpu"] for cost in costs.values()})
     manifest = {
         "profile": report_dir.name, "seed": seeds.pop(),
-        "commit": _git("rev-parse", "HEAD") or None, "uncommitted_changes": bool(_git("status", "--porcelain")),
+        "commit": next(iter(commits.values())),  # the code every chapter ran at, from their completion markers
+        "uncommitted_changes": any(marker.get("uncommitted_changes") for marker in done.values()),
         "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_description(), "cores": os.cpu_count(), "memory_gib": _memory_gib()},
+        # the CPU each chapter ran on, from its marker (chapters re-run on another day may have run on another host)
+        "machine": {"cpu": cpus[0] if len(cpus) == 1 else cpus, "cores": os.cpu_count(), "memory_gib": _memory_gib()},
         "notebooks": costs,
         "total_wall_minutes": round(sum(c["wall_minutes"] for c in costs.values()), 1),
     }

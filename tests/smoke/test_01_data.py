@@ -33,3 +33,14 @@ def test_data_quality_figures(metrics):
     assert 0.15 < metrics["data/amazon-office/clean/same_day_consecutive_share"] < 0.25  # PROVENANCE: 18.9%
     assert metrics["data/homedepot/clean/median_query_words"] == 3
     assert metrics["rec/test/temporal/items_unseen_in_train"] > metrics["rec/test/loo/items_unseen_in_train"]
+
+
+def test_the_completion_marker_names_the_code_and_the_cpu(metrics, smoke_dirs):
+    """What `make publish` reads to refuse a reference whose chapters different code made."""
+    from ecomrec import reporting
+    from ecomrec.notebook import code_version, cpu_description
+
+    marker = reporting.completion(smoke_dirs["reports"] / "smoke" / "metrics", "01_data")
+    assert marker["commit"] == code_version()["commit"] and marker["cpu"] == cpu_description()
+    if marker["commit"] is not None:  # a checkout (CI's fresh clone is one)
+        assert len(marker["commit"]) == 40 and isinstance(marker["uncommitted_changes"], bool)

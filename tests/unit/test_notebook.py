@@ -28,6 +28,22 @@ def test_begin_needs_its_prerequisites_completed_not_merely_started(tmp_path):
         begin_06()
 
 
+def test_code_version_names_the_commit_and_whether_the_tree_was_changed(tmp_path):
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+
+    assert notebook.code_version(tmp_path) == {"commit": None, "uncommitted_changes": None}  # not a checkout
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "first")
+    assert notebook.code_version(tmp_path) == {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": False}
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert notebook.code_version(tmp_path) == {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": True}
+
+
 def test_begin_without_prepared_data_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="make data PROFILE=smoke"):
         notebook.begin("03_pretraining", "smoke", 42, "cpu", str(tmp_path / "artifacts"), str(tmp_path / "reports"),

@@ -6,6 +6,9 @@ from ecomrec import reference, reporting
 from ecomrec.notebook import cpu_description
 
 
+COMMIT, CPU = "0123456789abcdef0123456789abcdef01234567", "Some CPU: AVX2 yes"
+
+
 @pytest.fixture
 def run(tmp_path, monkeypatch):
     """A finished two-chapter run, as `make report` leaves it."""
@@ -16,7 +19,7 @@ def run(tmp_path, monkeypatch):
         reporting.metric_key("+ templates")  # a display name to carry along
         if peak is not None:
             reporting.record("augment/all/notebook/peak_memory_gib", peak)
-        reporting.complete(profile="full", seed=42)
+        reporting.complete(profile="full", seed=42, commit=COMMIT, uncommitted_changes=False, cpu=CPU)
         (report / f"{name}.ipynb").write_text(json.dumps({"metadata": {"papermill": {"duration": seconds}}, "cells": []}))
     (report / "summary.md").write_text("# summary\n")
     return report
@@ -28,10 +31,11 @@ def test_publish_copies_the_run_and_writes_its_manifest(run, tmp_path):
     assert sorted(p.name for p in (target / "metrics").iterdir()) == [
         "01_data.json", "01_data.names.json", "02_augmentation.json", "02_augmentation.names.json"]
     assert (target / "summary.md").read_text() == "# summary\n"
-    assert manifest["notebooks"] == {"01_data": {"wall_minutes": 0.5, "peak_memory_gib": None},
-                                     "02_augmentation": {"wall_minutes": 44.0, "peak_memory_gib": 3.5}}
+    assert manifest["notebooks"] == {"01_data": {"wall_minutes": 0.5, "peak_memory_gib": None, "cpu": CPU},
+                                     "02_augmentation": {"wall_minutes": 44.0, "peak_memory_gib": 3.5, "cpu": CPU}}
     assert manifest["total_wall_minutes"] == 44.5 and manifest["seed"] == 42 and manifest["profile"] == "full"
-    assert manifest["machine"]["cores"] >= 1 and manifest["machine"]["cpu"] == cpu_description()
+    assert manifest["commit"] == COMMIT and manifest["uncommitted_changes"] is False  # the code the chapters ran, not HEAD now
+    assert manifest["machine"]["cores"] >= 1 and manifest["machine"]["cpu"] == CPU
     assert reporting.compare(run / "metrics", target / "metrics")[0]["difference"] == 0  # make compare reads it
 
 
@@ -39,10 +43,31 @@ def test_publish_refuses_an_incomplete_or_mixed_run(run, tmp_path):
     with pytest.raises(FileNotFoundError, match="03_pretraining did not finish"):
         reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation", "03_pretraining"])
     reporting.start("02_augmentation", run / "metrics")
-    reporting.complete(profile="full", seed=7)
+    reporting.complete(profile="full", seed=7, commit=COMMIT, uncommitted_changes=False, cpu=CPU)
     with pytest.raises(ValueError, match="different seeds"):
         reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation"])
     assert not (tmp_path / "ref").exists()
+
+
+def test_publish_refuses_chapters_made_by_different_code(run, tmp_path):
+    reporting.start("02_augmentation", run / "metrics")  # re-run later, after a commit
+    reporting.complete(profile="full", seed=42, commit="f" * 40, uncommitted_changes=False, cpu=CPU)
+    with pytest.raises(ValueError, match="different commits .*0123456789: 01_data; ffffffffff: 02_augmentation"):
+        reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation"])
+    reporting.start("02_augmentation", run / "metrics")  # a marker that records no commit (no git checkout)
+    reporting.complete(profile="full", seed=42, commit=None, uncommitted_changes=None, cpu=CPU)
+    with pytest.raises(ValueError, match="02_augmentation completed without a recorded commit"):
+        reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation"])
+    assert not (tmp_path / "ref").exists()
+
+
+def test_a_chapter_run_with_uncommitted_changes_or_on_another_cpu_is_stated(run, tmp_path):
+    reporting.start("02_augmentation", run / "metrics")
+    reporting.complete(profile="full", seed=42, commit=COMMIT, uncommitted_changes=True, cpu="Other CPU: AVX2 no")
+    manifest = json.loads(reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation"]).read_text())
+    assert manifest["uncommitted_changes"] is True
+    assert manifest["machine"]["cpu"] == ["Other CPU: AVX2 no", CPU]
+    assert manifest["notebooks"]["02_augmentation"]["cpu"] == "Other CPU: AVX2 no"
 
 
 def test_chapters_lists_every_notebook():
