@@ -102,20 +102,26 @@ def begin(notebook: str, profile: str, seed: int, device: str, artifact_dir: str
 _parameters: dict[str, object] = {}  # this run's, for the completion marker `finish` writes
 
 
+CODE_PATHS = ("ecomrec", "notebooks", "pyproject.toml")  # what makes a chapter's figures (the README does not)
+
+
 def code_version(root: Path = C.SOURCE_ROOT) -> dict[str, object]:
-    """The commit the course's code is at (None outside a git checkout) and whether its tree has uncommitted
-    changes: a notebook's completion marker carries it, so a published reference can say which code made every
-    chapter's figures, and refuse chapters made by different code."""
+    """Which code a notebook ran: the commit (None outside a git checkout), the git ids of the `CODE_PATHS`
+    (`code`: unchanged by a commit that touches only documentation) and whether they had uncommitted changes.
+    A notebook's completion marker carries it, so a published reference can say which code made every chapter's
+    figures, and refuse chapters made by different code."""
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
 
+    unknown = {"commit": None, "code": None, "uncommitted_changes": None}
     try:
-        head = git("rev-parse", "HEAD")
+        head, trees = git("rev-parse", "HEAD"), git("rev-parse", *(f"HEAD:{path}" for path in CODE_PATHS))
     except OSError:  # no git on this machine
-        return {"commit": None, "uncommitted_changes": None}
-    if head.returncode != 0:
-        return {"commit": None, "uncommitted_changes": None}
-    return {"commit": head.stdout.strip(), "uncommitted_changes": bool(git("status", "--porcelain").stdout.strip())}
+        return unknown
+    if head.returncode != 0 or trees.returncode != 0:
+        return unknown
+    return {"commit": head.stdout.strip(), "code": "-".join(line[:12] for line in trees.stdout.split()),
+            "uncommitted_changes": bool(git("status", "--porcelain", "--", *CODE_PATHS).stdout.strip())}
 
 
 def check_completed(metrics_dir: Path, needs: Sequence[str], profile: str, seed: int) -> None:

@@ -1,13 +1,14 @@
 """Publish one complete run as the course's reference results (`reports/reference/`).
 
 `publish(report_dir, reference_dir)` copies a finished run's recorded metrics (`metrics/*.json`, with the
-names file of each notebook) and its `summary.md`, and writes `manifest.json`: the commit it ran at (and
-whether the tree had uncommitted changes), the date, the machine (CPU model and instruction sets, cores,
+names file of each notebook) and its `summary.md`, and writes `manifest.json`: the code it ran (commit, and
+whether the code had uncommitted changes), the date, the machine (CPU model and instruction sets, cores,
 memory), and per notebook its wall time (papermill's own measurement, in the executed `.ipynb`) and peak
 memory (recorded by `notebook.finish`). It refuses a run that is not complete: every chapter in
-`notebooks/` must have finished under the report's metrics folder, all with one seed and at one commit (each
-chapter's completion marker records the commit its code was at, `notebook.code_version`), so chapters re-run
-one at a time, even across days, publish only when the same code made all of them.
+`notebooks/` must have finished under the report's metrics folder, all with one seed and the same code (each
+chapter's completion marker records the commit and the git ids of the package, the notebooks and
+`pyproject.toml`: `notebook.code_version`), so chapters run one at a time, even across days, publish only when
+one version of the code made all of them.
 
 `make publish PROFILE=full` runs it; `make compare` then prints any later run against it.
 """
@@ -68,17 +69,17 @@ def publish(report_dir: str | Path, reference_dir: str | Path, names: list[str] 
     seeds = {marker.get("seed") for marker in done.values()}
     if len(seeds) != 1:
         raise ValueError(f"the notebooks of {report_dir} ran with different seeds {sorted(map(str, seeds))}: re-run them")
-    commits = {name: marker.get("commit") for name, marker in done.items()}
-    unknown = [name for name, commit in commits.items() if commit is None]
+    codes = {name: marker.get("code") for name, marker in done.items()}
+    unknown = [name for name, code in codes.items() if code is None]
     if unknown:
-        raise ValueError(f"{', '.join(unknown)} completed without a recorded commit (outside a git checkout, or before "
-                         "markers carried one): re-run them in a checkout")
-    if len(set(commits.values())) != 1:
-        by_commit = {}
-        for name, commit in commits.items():
-            by_commit.setdefault(commit[:10], []).append(name)
-        raise ValueError("not one run: the chapters ran at different commits ("
-                         + "; ".join(f"{commit}: {', '.join(names)}" for commit, names in by_commit.items())
+        raise ValueError(f"{', '.join(unknown)} completed without a recorded code version (outside a git checkout, "
+                         "or before markers carried one): re-run them in a checkout")
+    if len(set(codes.values())) != 1:
+        by_code = {}
+        for name, code in codes.items():
+            by_code.setdefault(f"{done[name].get('commit', '')[:10]} (code {code})", []).append(name)
+        raise ValueError("not one run: the chapters ran different code ("
+                         + "; ".join(f"{version}: {', '.join(names)}" for version, names in by_code.items())
                          + "): re-run the older ones")
     costs = notebook_costs(report_dir, names)
     for name, marker in done.items():
@@ -86,7 +87,9 @@ def publish(report_dir: str | Path, reference_dir: str | Path, names: list[str] 
     cpus = sorted({cost["cpu"] for cost in costs.values()})
     manifest = {
         "profile": report_dir.name, "seed": seeds.pop(),
-        "commit": next(iter(commits.values())),  # the code every chapter ran at, from their completion markers
+        # the code every chapter ran, from their completion markers: the ids of notebook.CODE_PATHS, and the commits
+        # checked out (several when a documentation-only commit came between two chapters)
+        "code": next(iter(codes.values())), "commits": sorted({marker["commit"] for marker in done.values()}),
         "uncommitted_changes": any(marker.get("uncommitted_changes") for marker in done.values()),
         "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         # the CPU each chapter ran on, from its marker (chapters re-run on another day may have run on another host)
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     manifest = publish(args.report_dir, args.reference_dir)
     data = json.loads(manifest.read_text())
-    print(f"wrote {manifest}: commit {data['commit']}{' (with uncommitted changes)' if data['uncommitted_changes'] else ''}, "
+    print(f"wrote {manifest}: code {data['code']} (commit {', '.join(c[:10] for c in data['commits'])})"
+          f"{' with uncommitted changes' if data['uncommitted_changes'] else ''}, "
           f"{data['total_wall_minutes']} min in all on {data['machine']['cpu']}")
 
 

@@ -41,6 +41,7 @@ def test_the_completion_marker_names_the_code_and_the_cpu(metrics, smoke_dirs):
     from ecomrec.notebook import code_version, cpu_description
 
     marker = reporting.completion(smoke_dirs["reports"] / "smoke" / "metrics", "01_data")
-    assert marker["commit"] == code_version()["commit"] and marker["cpu"] == cpu_description()
-    if marker["commit"] is not None:  # a checkout (CI's fresh clone is one)
-        assert len(marker["commit"]) == 40 and isinstance(marker["uncommitted_changes"], bool)
+    version = code_version()
+    assert (marker["commit"], marker["code"]) == (version["commit"], version["code"]) and marker["cpu"] == cpu_description()
+    if version["commit"] is not None:  # a checkout (CI's fresh clone is one)
+        assert len(marker["commit"]) == 40 and len(marker["code"].split("-")) == 3

@@ -34,14 +34,25 @@ def test_code_version_names_the_commit_and_whether_the_tree_was_changed(tmp_path
     def git(*args):
         return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
 
-    assert notebook.code_version(tmp_path) == {"commit": None, "uncommitted_changes": None}  # not a checkout
+    assert notebook.code_version(tmp_path) == {"commit": None, "code": None, "uncommitted_changes": None}  # no checkout
     git("init", "-q")
-    (tmp_path / "a.py").write_text("x = 1\n")
-    git("add", "a.py")
-    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "first")
-    assert notebook.code_version(tmp_path) == {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": False}
-    (tmp_path / "a.py").write_text("x = 2\n")
-    assert notebook.code_version(tmp_path) == {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": True}
+    for path in ("ecomrec/a.py", "notebooks/01_x.py", "pyproject.toml", "README.md"):
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text("x = 1\n")
+    commit = ["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam"]
+    git("add", ".")
+    git(*commit, "first")
+    first = notebook.code_version(tmp_path)
+    assert first["commit"] == git("rev-parse", "HEAD") and first["uncommitted_changes"] is False
+    (tmp_path / "README.md").write_text("y\n")  # documentation: the same code, before and after its commit
+    assert notebook.code_version(tmp_path) == first
+    git(*commit, "docs")
+    docs = notebook.code_version(tmp_path)
+    assert docs["code"] == first["code"] and docs["commit"] != first["commit"]
+    (tmp_path / "ecomrec" / "a.py").write_text("x = 2\n")  # code: changed, then committed
+    assert notebook.code_version(tmp_path) == docs | {"uncommitted_changes": True}
+    git(*commit, "code")
+    assert notebook.code_version(tmp_path)["code"] != first["code"]
 
 
 def test_begin_without_prepared_data_says_what_to_run(tmp_path):

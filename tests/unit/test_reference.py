@@ -6,7 +6,7 @@ from ecomrec import reference, reporting
 from ecomrec.notebook import cpu_description
 
 
-COMMIT, CPU = "0123456789abcdef0123456789abcdef01234567", "Some CPU: AVX2 yes"
+COMMIT, CODE, CPU = "0123456789abcdef0123456789abcdef01234567", "aaa-bbb-ccc", "Some CPU: AVX2 yes"
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def run(tmp_path, monkeypatch):
         reporting.metric_key("+ templates")  # a display name to carry along
         if peak is not None:
             reporting.record("augment/all/notebook/peak_memory_gib", peak)
-        reporting.complete(profile="full", seed=42, commit=COMMIT, uncommitted_changes=False, cpu=CPU)
+        reporting.complete(profile="full", seed=42, commit=COMMIT, code=CODE, uncommitted_changes=False, cpu=CPU)
         (report / f"{name}.ipynb").write_text(json.dumps({"metadata": {"papermill": {"duration": seconds}}, "cells": []}))
     (report / "summary.md").write_text("# summary\n")
     return report
@@ -34,7 +34,8 @@ def test_publish_copies_the_run_and_writes_its_manifest(run, tmp_path):
     assert manifest["notebooks"] == {"01_data": {"wall_minutes": 0.5, "peak_memory_gib": None, "cpu": CPU},
                                      "02_augmentation": {"wall_minutes": 44.0, "peak_memory_gib": 3.5, "cpu": CPU}}
     assert manifest["total_wall_minutes"] == 44.5 and manifest["seed"] == 42 and manifest["profile"] == "full"
-    assert manifest["commit"] == COMMIT and manifest["uncommitted_changes"] is False  # the code the chapters ran, not HEAD now
+    assert manifest["code"] == CODE and manifest["commits"] == [COMMIT]  # what the chapters ran, not HEAD now
+    assert manifest["uncommitted_changes"] is False
     assert manifest["machine"]["cores"] >= 1 and manifest["machine"]["cpu"] == CPU
     assert reporting.compare(run / "metrics", target / "metrics")[0]["difference"] == 0  # make compare reads it
 
@@ -43,27 +44,32 @@ def test_publish_refuses_an_incomplete_or_mixed_run(run, tmp_path):
     with pytest.raises(FileNotFoundError, match="03_pretraining did not finish"):
         reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation", "03_pretraining"])
     reporting.start("02_augmentation", run / "metrics")
-    reporting.complete(profile="full", seed=7, commit=COMMIT, uncommitted_changes=False, cpu=CPU)
+    reporting.complete(profile="full", seed=7, commit=COMMIT, code=CODE, uncommitted_changes=False, cpu=CPU)
     with pytest.raises(ValueError, match="different seeds"):
         reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation"])
     assert not (tmp_path / "ref").exists()
 
 
 def test_publish_refuses_chapters_made_by_different_code(run, tmp_path):
-    reporting.start("02_augmentation", run / "metrics")  # re-run later, after a commit
-    reporting.complete(profile="full", seed=42, commit="f" * 40, uncommitted_changes=False, cpu=CPU)
-    with pytest.raises(ValueError, match="different commits .*0123456789: 01_data; ffffffffff: 02_augmentation"):
+    reporting.start("02_augmentation", run / "metrics")  # re-run later, after a commit that changed the code
+    reporting.complete(profile="full", seed=42, commit="f" * 40, code="ddd-bbb-ccc", uncommitted_changes=False, cpu=CPU)
+    with pytest.raises(ValueError, match=r"ran different code .*0123456789 \(code aaa-bbb-ccc\): 01_data; "
+                                         r"ffffffffff \(code ddd-bbb-ccc\): 02_augmentation"):
         reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation"])
-    reporting.start("02_augmentation", run / "metrics")  # a marker that records no commit (no git checkout)
-    reporting.complete(profile="full", seed=42, commit=None, uncommitted_changes=None, cpu=CPU)
-    with pytest.raises(ValueError, match="02_augmentation completed without a recorded commit"):
+    reporting.start("02_augmentation", run / "metrics")  # a marker that records no code version (no git checkout)
+    reporting.complete(profile="full", seed=42, commit=None, code=None, uncommitted_changes=None, cpu=CPU)
+    with pytest.raises(ValueError, match="02_augmentation completed without a recorded code version"):
         reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation"])
     assert not (tmp_path / "ref").exists()
+    reporting.start("02_augmentation", run / "metrics")  # after a documentation-only commit: the same code
+    reporting.complete(profile="full", seed=42, commit="f" * 40, code=CODE, uncommitted_changes=False, cpu=CPU)
+    manifest = json.loads(reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation"]).read_text())
+    assert manifest["code"] == CODE and manifest["commits"] == [COMMIT, "f" * 40]
 
 
 def test_a_chapter_run_with_uncommitted_changes_or_on_another_cpu_is_stated(run, tmp_path):
     reporting.start("02_augmentation", run / "metrics")
-    reporting.complete(profile="full", seed=42, commit=COMMIT, uncommitted_changes=True, cpu="Other CPU: AVX2 no")
+    reporting.complete(profile="full", seed=42, commit=COMMIT, code=CODE, uncommitted_changes=True, cpu="Other CPU: AVX2 no")
     manifest = json.loads(reference.publish(run, tmp_path / "ref", names=["01_data", "02_augmentation"]).read_text())
     assert manifest["uncommitted_changes"] is True
     assert manifest["machine"]["cpu"] == ["Other CPU: AVX2 no", CPU]
