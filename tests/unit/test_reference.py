@@ -3,7 +3,6 @@ import json
 import pytest
 
 from ecomrec import reference, reporting
-from ecomrec.notebook import cpu_description
 
 
 COMMIT, CODE, CPU = "0123456789abcdef0123456789abcdef01234567", "aaa-bbb-ccc", "Some CPU: AVX2 yes"
