@@ -74,9 +74,10 @@ report: $(REPORT)/index.html
 $(REPORT)/index.html: $(HTML) ecomrec/reporting.py ecomrec/summary.py
 	$(PY) -m ecomrec.reporting index $(REPORT)
 
-# publish a complete run (every chapter finished, one seed) as the reference: metrics, summary, manifest
+# publish a complete run (every chapter finished, one seed, one version of the code) as the reference: metrics,
+# summary, manifest; the published one (reports/reference) also rewrites the README's reference-results section
 publish: $(ENV_STAMP)
-	$(PY) -m ecomrec.reference $(REPORT) $(REFERENCE)
+	$(PY) -m ecomrec.reference $(REPORT) $(REFERENCE) $(if $(filter reports/reference,$(REFERENCE)),--readme README.md)
 
 # your run's recorded figures against the published reference run's, largest relative differences first
 compare: $(ENV_STAMP)

@@ -108,13 +108,68 @@ def publish(report_dir: str | Path, reference_dir: str | Path, names: list[str] 
     return reference_dir / "manifest.json"
 
 
+README_BEGIN = "<!-- reference results: written by `make publish` from reports/reference/ (ecomrec.reference); do not edit -->"
+README_END = "<!-- end of reference results -->"
+
+
+def readme_section(reference_dir: str | Path) -> str:
+    """The README's reference-results section, from the published files alone: the manifest's code, machine and
+    per-chapter wall time and peak memory, then the summary's search, data-efficiency, recommendation and serving
+    tables (`ecomrec.summary`), so no figure in it is typed by hand. Without a reference, a line that says so."""
+    from ecomrec import summary
+
+    reference_dir = Path(reference_dir)
+    manifest_path = reference_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return ("No reference run is published yet (`reports/reference/` holds none): the figures quoted elsewhere in "
+                "this README come from the runs they name.")
+    manifest = json.loads(manifest_path.read_text())
+    cpu = manifest["machine"]["cpu"]
+    lines = [f"The published reference (`reports/reference/`): profile `{manifest['profile']}`, seed {manifest['seed']}, "
+             f"code `{manifest['code']}` (commit {', '.join(c[:10] for c in manifest['commits'])}"
+             f"{', with uncommitted changes' if manifest['uncommitted_changes'] else ''}), published "
+             f"{manifest['published'][:10]}, {manifest['machine']['cores']} cores, "
+             f"{cpu if isinstance(cpu, str) else 'several CPUs (per chapter below)'}.", "",
+             "| notebook | wall time (min) | peak memory (GiB) |" + ("" if isinstance(cpu, str) else " CPU |"),
+             "|---|---|---|" + ("" if isinstance(cpu, str) else "---|")]
+    for name, cost in manifest["notebooks"].items():
+        peak = "—" if cost["peak_memory_gib"] is None else f"{cost['peak_memory_gib']:.1f}"
+        lines.append(f"| `{name}` | {cost['wall_minutes']:.1f} | {peak} |" + ("" if isinstance(cpu, str) else f" {cost['cpu']} |"))
+    lines += [f"| all | {manifest['total_wall_minutes']:.1f} | |" + ("" if isinstance(cpu, str) else " |"), ""]
+    recorded = reporting.load_metrics(reference_dir / "metrics")
+    names = reporting.load_names(reference_dir / "metrics")
+    for section in (summary._search_section, summary._curve_section, summary._rec_section, summary._deploy_section):
+        lines += [("#" + line) if line.startswith("## ") else line for line in section(recorded, names)]
+    return "\n".join(lines).rstrip()
+
+
+def update_readme(reference_dir: str | Path, readme: str | Path = ROOT / "README.md") -> bool:
+    """Rewrite the README's reference-results section (between `README_BEGIN` and `README_END`) from the reference;
+    returns whether the file changed."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or text.index(README_BEGIN) > text.index(README_END):
+        raise ValueError(f"{readme} needs one reference-results section: a line {README_BEGIN!r}, then {README_END!r}")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    new = f"{head}{README_BEGIN}\n{readme_section(reference_dir)}\n{README_END}{tail}"
+    if new != text:
+        from ecomrec.storage import write_text_atomic
+
+        write_text_atomic(readme, new)
+    return new != text
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Publish a complete run as the reference results.")
     parser.add_argument("report_dir", help="the run's report folder, e.g. reports/full")
     parser.add_argument("reference_dir", help="where the reference goes, e.g. reports/reference")
+    parser.add_argument("--readme", help="also rewrite this README's reference-results section from it")
     args = parser.parse_args(argv)
     manifest = publish(args.report_dir, args.reference_dir)
     data = json.loads(manifest.read_text())
+    if args.readme:
+        update_readme(args.reference_dir, args.readme)
     print(f"wrote {manifest}: code {data['code']} (commit {', '.join(c[:10] for c in data['commits'])})"
           f"{' with uncommitted changes' if data['uncommitted_changes'] else ''}, "
           f"{data['total_wall_minutes']} min in all on {data['machine']['cpu']}")

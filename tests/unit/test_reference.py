@@ -77,3 +77,37 @@ def test_a_chapter_run_with_uncommitted_changes_or_on_another_cpu_is_stated(run,
 
 def test_chapters_lists_every_notebook():
     assert "04b_llm_synthesis" in reference.chapters() and reference.chapters()[0] == "01_data"
+
+
+def test_the_readme_section_is_written_from_the_reference_alone(run, tmp_path):
+    target = tmp_path / "ref"
+    assert "No reference run is published yet" in reference.readme_section(target)
+    reporting.start("04_finetuning", run / "metrics")
+    for key, value in (("search/test/BM25/ndcg@10", 0.321), ("search/test/BM25/ndcg@10_ci_low", 0.31),
+                       ("search/test/BM25/ndcg@10_ci_high", 0.333)):
+        reporting.record(key, value)
+    reporting.complete(profile="full", seed=42, commit=COMMIT, code=CODE, uncommitted_changes=False, cpu=CPU)
+    (run / "04_finetuning.ipynb").write_text(json.dumps({"metadata": {"papermill": {"duration": 6022.0}}, "cells": []}))
+    reference.publish(run, target, names=["01_data", "02_augmentation", "04_finetuning"])
+    section = reference.readme_section(target)
+    assert f"code `{CODE}` (commit {COMMIT[:10]})" in section and CPU in section
+    assert "| `02_augmentation` | 44.0 | 3.5 |" in section and "| `04_finetuning` | 100.4 | — |" in section
+    assert "| all | 144.9 | |" in section
+    assert "### Search" in section and "| BM25 | 0.321 | [0.310, 0.333] |" in section  # the summary's table, one level down
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{reference.README_BEGIN}\nstale figures\n{reference.README_END}\n\nafter\n")
+    assert reference.update_readme(target, readme) and not reference.update_readme(target, readme)
+    text = readme.read_text()
+    assert "stale figures" not in text and section in text and text.endswith("\n\nafter\n")
+    readme.write_text("# a README without the section\n")
+    with pytest.raises(ValueError, match="needs one reference-results section"):
+        reference.update_readme(target, readme)
+
+
+def test_the_readme_agrees_with_the_published_reference():
+    """The README's reference-results section is what `make publish` writes from reports/reference/ (or, with no
+    reference published, the line that says so): a hand edit of either shows here."""
+    text = (reference.ROOT / "README.md").read_text()
+    begin, end = text.index(reference.README_BEGIN) + len(reference.README_BEGIN), text.index(reference.README_END)
+    assert text[begin:end].strip("\n") == reference.readme_section(reference.ROOT / "reports" / "reference")
