@@ -84,7 +84,7 @@ def begin(notebook: str, profile: str, seed: int, device: str, artifact_dir: str
     check_completed(metrics_dir, needs, C.get_profile(profile).name, seed)
     reporting.start(notebook, metrics_dir)
     _parameters.clear()
-    _parameters.update(profile=C.get_profile(profile).name, seed=seed, **code_version(), cpu=cpu_description())
+    _parameters.update(run_identity(profile, seed))
     root = C.artifact_dir(artifact_dir, profile)
     out_dir = None
     if subdir is not None:
@@ -103,6 +103,12 @@ _parameters: dict[str, object] = {}  # this run's, for the completion marker `fi
 
 
 CODE_PATHS = ("ecomrec", "notebooks", "pyproject.toml")  # what makes a chapter's figures (the README does not)
+
+
+def run_identity(profile: str, seed: int) -> dict[str, object]:
+    """What a completion marker records about a run: profile, seed, the code (`code_version`) and the CPU. `begin`
+    keeps it for `finish`; a notebook that does not call `begin` (01) passes it to `reporting.complete` itself."""
+    return {"profile": C.get_profile(profile).name, "seed": seed, **code_version(), "cpu": cpu_description()}
 
 
 def code_version(root: Path = C.SOURCE_ROOT) -> dict[str, object]:

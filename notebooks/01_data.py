@@ -39,6 +39,7 @@ from ecomrec import reporting
 from ecomrec.data import summary
 from ecomrec.data.prepare import prepare
 from ecomrec.data.sources import HOMEDEPOT_TRAIN, OFFICE_META, OFFICE_REVIEWS
+from ecomrec.notebook import run_identity
 
 C.set_seeds(SEED)
 reporting.start("01_data", f"{REPORT_DIR}/{PROFILE}/metrics")
@@ -247,5 +248,5 @@ for protocol, label in (("loo", "leave-one-out"), ("temporal", "temporal split")
 # index and the tests read.
 
 # %%
-reporting.complete(profile=PROFILE, seed=SEED)  # later notebooks accept this run's data only once it got here
+reporting.complete(**run_identity(PROFILE, SEED))  # later notebooks accept this run's data only once it got here
 pd.Series(reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")["01_data"], name="value", dtype=object).to_frame()
