@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ecomrec import reporting
-from ecomrec.notebook import cpu_description
 from ecomrec.storage import atomic_path, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,21 +124,21 @@ def readme_section(reference_dir: str | Path) -> str:
                 "this README come from the runs they name.")
     manifest = json.loads(manifest_path.read_text())
     cpu = manifest["machine"]["cpu"]
+    per_chapter_cpu = not isinstance(cpu, str)  # chapters run on different CPUs: a column names each one's
     lines = [f"The published reference (`reports/reference/`): profile `{manifest['profile']}`, seed {manifest['seed']}, "
              f"code `{manifest['code']}` (commit {', '.join(c[:10] for c in manifest['commits'])}"
              f"{', with uncommitted changes' if manifest['uncommitted_changes'] else ''}), published "
              f"{manifest['published'][:10]}, {manifest['machine']['cores']} cores, "
-             f"{cpu if isinstance(cpu, str) else 'several CPUs (per chapter below)'}.", "",
-             "| notebook | wall time (min) | peak memory (GiB) |" + ("" if isinstance(cpu, str) else " CPU |"),
-             "|---|---|---|" + ("" if isinstance(cpu, str) else "---|")]
+             f"{'several CPUs (per chapter below)' if per_chapter_cpu else cpu}.", "",
+             "| notebook | wall time (min) | peak memory (GiB) |" + (" CPU |" if per_chapter_cpu else ""),
+             "|---|---|---|" + ("---|" if per_chapter_cpu else "")]
     for name, cost in manifest["notebooks"].items():
         peak = "—" if cost["peak_memory_gib"] is None else f"{cost['peak_memory_gib']:.1f}"
-        lines.append(f"| `{name}` | {cost['wall_minutes']:.1f} | {peak} |" + ("" if isinstance(cpu, str) else f" {cost['cpu']} |"))
-    lines += [f"| all | {manifest['total_wall_minutes']:.1f} | |" + ("" if isinstance(cpu, str) else " |"), ""]
+        lines.append(f"| `{name}` | {cost['wall_minutes']:.1f} | {peak} |" + (f" {cost['cpu']} |" if per_chapter_cpu else ""))
+    lines += [f"| all | {manifest['total_wall_minutes']:.1f} | |" + (" |" if per_chapter_cpu else ""), ""]
     recorded = reporting.load_metrics(reference_dir / "metrics")
     names = reporting.load_names(reference_dir / "metrics")
-    for section in (summary._search_section, summary._curve_section, summary._rec_section, summary._deploy_section):
-        lines += [("#" + line) if line.startswith("## ") else line for line in section(recorded, names)]
+    lines += [("#" + line) if line.startswith("## ") else line for line in summary.headline_sections(recorded, names)]
     return "\n".join(lines).rstrip()
 
 

@@ -218,6 +218,15 @@ def summary_markdown(recorded: dict[str, dict[str, float]], profile: str, names:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def headline_sections(recorded: dict[str, dict[str, float]], names: dict[str, str] | None = None) -> list[str]:
+    """The summary's headline tables as markdown lines: search, data-efficiency curve, recommendation, serving (the
+    README's reference section quotes these; `summary_markdown` adds the ablation, LLM and online tables)."""
+    lines: list[str] = []
+    for section in (_search_section, _curve_section, _rec_section, _deploy_section):
+        lines += section(recorded, names)
+    return lines
+
+
 def headline_figures(recorded: dict[str, dict[str, float]], folder: str | Path,
                      names: dict[str, str] | None = None) -> list[Path]:
     """Draw the report's headline figures (search, data-efficiency curve, recommendation, serving) as SVG files in `folder`, one per

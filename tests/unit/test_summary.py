@@ -100,6 +100,17 @@ def test_summary_names_systems_and_computes_verdicts(metrics_dir):
     assert "_plus_" not in text and "Recommendation" not in text  # 05 recorded nothing: no section, no blanks
 
 
+def test_headline_sections_are_the_summarys_search_curve_rec_and_serving_tables(metrics_dir):
+    from ecomrec.summary import headline_sections
+
+    recorded = recorded_run(metrics_dir)
+    names = reporting.load_names(metrics_dir)
+    lines = headline_sections(recorded, names)
+    assert "| BM25 | 0.321 | [0.311, 0.331] |" in lines  # the same rows as the summary's search table
+    assert all(line in summary_markdown(recorded, "full", names).splitlines() for line in lines if line)
+    assert not any("adversarial negatives" in line for line in lines)  # the ablations stay in the summary only
+
+
 def test_summary_of_an_interval_that_does_not_hold_its_estimate_fails(metrics_dir):
     recorded = recorded_run(metrics_dir)
     recorded["06_evaluation"]["eval/test/plus_templates/ndcg@10_delta_ci_low"] = 0.05  # low > high
