@@ -38,8 +38,9 @@ from ecomrec import config as C
 from ecomrec import reporting
 from ecomrec.notebook import begin, finish
 from ecomrec.models import mlm
-from ecomrec.models.encoders import minilm_tokenizer
+from ecomrec.models.encoders import minilm_tokenizer, sentence_encoder
 from ecomrec.models.lm import train_wordpiece_tokenizer
+from ecomrec.models.search import COLLAPSED_COSINE, encode, mean_pair_cosine
 from ecomrec.models.selection import PATIENCE
 
 SELECTION = {"patience": 3, "min_delta": 0.01}  # held-out selection of every stage (section 3)
@@ -117,6 +118,37 @@ reporting.record("pretrain/train/scratch_bert/seconds", scratch_result.seconds)
 print(f"held-out loss {scratch_result.eval_loss_before:.2f} → {scratch_result.eval_loss_after:.2f} "
       f"(perplexity {np.exp(scratch_result.eval_loss_before):,.0f} → {np.exp(scratch_result.eval_loss_after):,.1f}), "
       f"{scratch_result.ending()}; {scratch_result.seconds:.0f} s, {scratch_result.samples_per_second:.0f} samples/s")
+
+# %% [markdown]
+# ### Context, or only which pieces are frequent?
+#
+# A model that ignores context can still bring the loss down from $\ln V$ (a uniform guess over $V$ pieces): it
+# predicts every masked piece from the training texts' piece frequencies $\hat p(w)$ and scores the **unigram**
+# cross-entropy on the same held-out masked pieces $M$,
+#
+# $$H_1 = -\frac{1}{|M|}\sum_{t \in M} \log \hat p(w_t).$$
+#
+# Pretraining from scratch usually sits near $H_1$ for a while first, every position's hidden state nearly the
+# same, before it learns to use context. Two checks: the held-out loss against $H_1$, and the mean cosine between
+# the sentence vectors (mean pooled, as `04` uses them) of random pairs of held-out texts. Near 1, every text gets
+# nearly the same vector, and a retriever fine-tuned from it starts from nothing.
+
+# %%
+unigram = mlm.unigram_loss(scratch_tokenizer, train_texts, heldout_texts, max_length=MAX_LENGTH, seed=SEED)
+spread = mean_pair_cosine(encode(sentence_encoder(out_dir / "scratch_bert", device), heldout_texts), seed=SEED)
+reporting.record("pretrain/heldout/unigram/loss", unigram)
+reporting.record("pretrain/heldout/scratch_bert/mean_pair_cosine", spread)
+gap = scratch_result.eval_loss_after - unigram
+print(f"Uniform guess ln V = {np.log(len(scratch_tokenizer)):.2f} nats, unigram H1 = {unigram:.2f}, the small BERT "
+      f"{scratch_result.eval_loss_after:.2f}: {abs(gap):.2f} nats {'above' if gap > 0 else 'below'} H1. Mean cosine "
+      f"between the vectors of random pairs of held-out texts: {spread:.4f}.")
+if spread >= COLLAPSED_COSINE:
+    print(f"Its sentence vectors have collapsed (≥ {COLLAPSED_COSINE}): every text gets nearly the same vector. "
+          + ("Its loss is no better than piece frequencies alone: it has not yet learnt to use context, "
+             if gap > -0.1 else "") + f"and its budget of {profile.mlm_scratch_steps} steps ended it there.")
+else:
+    print(f"Its sentence vectors tell texts apart (mean cosine below {COLLAPSED_COSINE}); "
+          + ("it uses context: its loss is under H1." if gap < -0.1 else "but its loss is not clearly under H1."))
 
 # %% [markdown]
 # ## 4. (b) Domain-adaptive pretraining of MiniLM
@@ -237,6 +269,8 @@ for label, before, after in (("small BERT from scratch", scratch_result.eval_los
 #    adaptation of the encoder", and estimate its cost on two CPU cores.
 # 4. Double the small BERT's width. How do parameters, samples/s and the held-out loss after the same
 #    number of steps change?
+# 5. Raise `mlm_scratch_steps` (the `gpu` profile gives 4,000). After how many steps does the held-out loss
+#    fall clearly below $H_1$, and the mean cosine between texts' vectors leave 1? Fine-tune from that checkpoint in `04`.
 
 # %% [markdown]
 # ## Recorded results

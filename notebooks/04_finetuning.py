@@ -62,7 +62,7 @@ from ecomrec.models import two_tower
 from ecomrec.models.pipeline import FUSION_WEIGHTS, SearchPipeline, choose_fusion, fuse
 from ecomrec.models.reranker import choose_rerank, interpolate, mine_hard_negatives, train_reranker
 from ecomrec.models.selection import PATIENCE
-from ecomrec.models.search import BM25Index, DenseIndex, encode
+from ecomrec.models.search import COLLAPSED_COSINE, BM25Index, DenseIndex, encode, mean_pair_cosine
 from ecomrec.serve.export import ParallelOnnxCrossEncoder
 from ecomrec.storage import atomic_path, save_array
 
@@ -254,6 +254,29 @@ for name, (load, data, rates, lora) in variants.items():
           f"learning rate {lr:g} (held-out loss " + ", ".join(f"{r:g}: {v:.3f}" for r, v in lr_losses.items()) + "); "
           f"held-out MNRL loss {loss_before:.3f} → {loss_after:.3f}; "
           f"{f'catalogue encoded in {seconds:.0f} s' if encoded else 'catalogue from the cache'}; test NDCG@10 {per_query[(name, 'test')]['ndcg@10'].mean():.3f}")
+
+# %% [markdown]
+# A row says something about fine-tuning only if its encoder tells products apart. The mean cosine between the
+# vectors of random pairs of products is well below 1 for a working encoder; near 1, every product gets nearly the
+# same vector, and the ranking is noise whatever the training did.
+
+# %%
+spread = {name: mean_pair_cosine(vectors, seed=SEED) for name, vectors in catalogues.items()}
+for name, value in spread.items():
+    reporting.record(f"search/all/{reporting.metric_key(name)}/mean_pair_cosine", value)
+print("Mean cosine between the vectors of random pairs of products: " + ", ".join(f"{n} {v:.3f}" for n, v in spread.items()))
+collapsed = [name for name, value in spread.items() if value >= COLLAPSED_COSINE]
+if collapsed:
+    print(f"Collapsed (≥ {COLLAPSED_COSINE}): {', '.join(collapsed)}. Their NDCG@10 is that of a random ranking, not a "
+          "verdict on their training.")
+if "scratch BERT + MNRL" in collapsed:
+    pretrained = reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")["03_pretraining"]
+    rate, losses = searched["scratch BERT + MNRL"]
+    print(f"The small BERT came from `03` at held-out MLM loss {pretrained['pretrain/heldout/scratch_bert/loss_after']:.2f} "
+          f"against {pretrained['pretrain/heldout/unigram/loss']:.2f} for piece frequencies alone (mean cosine between texts "
+          f"{pretrained['pretrain/heldout/scratch_bert/mean_pair_cosine']:.4f}): it had not learnt to use context. "
+          f"{profile.biencoder_steps} MNRL steps left its held-out MNRL loss at {losses[rate]:.3f}, where a uniform guess "
+          f"among {BATCH_SIZE} in-batch products scores ln {BATCH_SIZE} = {np.log(BATCH_SIZE):.3f}.")
 
 # %%
 fig, ax = plt.subplots(figsize=(9, 3.8))

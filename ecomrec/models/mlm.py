@@ -149,6 +149,27 @@ def fixed_masks(tokenizer, data, mlm_probability: float = 0.15, seed: int = C.SE
     return Dataset.from_dict({"input_ids": input_ids, "labels": labels})
 
 
+def unigram_loss(tokenizer, train_texts: Sequence[str], heldout_texts: Sequence[str], max_length: int = 64,
+                 seed: int = C.SEED) -> float:
+    """The held-out masked-LM loss (nats per masked token) of a model that ignores context: it predicts every masked
+    token from the training texts' piece frequencies, add-one smoothed over the vocabulary. The held-out tokens are
+    `train_mlm`'s (the same `fixed_masks` with the same seed), so the two losses compare directly. A model near this
+    loss has learnt which pieces are frequent and nothing of context: the first plateau of pretraining from scratch."""
+    if len(train_texts) == 0 or len(heldout_texts) == 0:
+        raise ValueError(f"need training and held-out texts, got {len(train_texts)} and {len(heldout_texts)}")
+    train = tokenize_texts(tokenizer, train_texts, max_length)
+    ids = np.concatenate([np.asarray(row, dtype=np.int64) for row in train["input_ids"]])
+    special = np.concatenate([np.asarray(row, dtype=bool) for row in train["special_tokens_mask"]])
+    counts = np.bincount(ids[~special], minlength=len(tokenizer)).astype(np.float64) + 1.0
+    log_p = np.log(counts / counts.sum())
+    heldout = fixed_masks(tokenizer, tokenize_texts(tokenizer, heldout_texts, max_length), seed=seed)
+    labels = np.concatenate([np.asarray(row, dtype=np.int64) for row in heldout["labels"]])
+    labels = labels[labels != -100]
+    if len(labels) == 0:
+        raise ValueError("the held-out texts have no masked token to score")
+    return float(-log_p[labels].mean())
+
+
 def train_mlm(model, tokenizer, train_texts: Sequence[str], heldout_texts: Sequence[str], out_dir: str | Path,
               max_steps: int, batch_size: int = 32, learning_rate: float = 5e-4, seed: int = C.SEED,
               device: str = "cpu", logging_steps: int = 20, max_length: int = 64, warmup_steps: int = 0,

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from ecomrec import config as C
 from ecomrec.progress import progress as progress_bar
 
 
@@ -117,6 +118,28 @@ def encode(encoder, texts: Sequence[str], batch_size: int = 128, progress: bool 
                             convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
              for start in progress_bar(range(0, len(texts), chunk), desc="encode", disable=not progress)]
     return np.concatenate(parts) if parts else np.empty((0, encoder.get_embedding_dimension()), np.float32)
+
+
+COLLAPSED_COSINE = 0.99  # mean cosine of random pairs at or above it: every text gets nearly the same vector
+
+
+def mean_pair_cosine(vectors: np.ndarray, pairs: int = 20_000, seed: int = C.SEED) -> float:
+    """The mean cosine similarity of `pairs` random pairs of distinct rows of `vectors`. A working sentence encoder
+    keeps the vectors of different texts far from parallel; a mean near 1 says that it gives every text nearly the
+    same vector (collapsed), so a ranking by its cosine is noise."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if vectors.ndim != 2 or len(vectors) < 2:
+        raise ValueError(f"need at least two vectors (a 2-D array), got shape {vectors.shape}")
+    if pairs < 1:
+        raise ValueError("pairs must be positive")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError("a zero vector has no direction: its cosine is undefined")
+    rng = np.random.default_rng(seed)
+    first = rng.integers(0, len(vectors), pairs)
+    second = (first + rng.integers(1, len(vectors), pairs)) % len(vectors)  # never the same row
+    unit = vectors / norms
+    return float(np.einsum("ij,ij->i", unit[first], unit[second]).mean())
 
 
 def expand_documents(product_ids: Sequence, titles: Sequence[str], extra: pd.DataFrame,

@@ -34,3 +34,10 @@ def test_every_stage_is_selected_on_held_out_loss(metrics):
 def test_cost_is_reported(metrics):
     assert metrics["pretrain/all/notebook/seconds"] > 0
     assert 0 < metrics["pretrain/all/notebook/peak_memory_gib"] < 8
+
+
+def test_scratch_model_is_checked_against_piece_frequencies_and_for_collapse(metrics):
+    import math
+
+    assert 0 < metrics["pretrain/heldout/unigram/loss"] < math.log(8_192)  # better than a uniform guess
+    assert -1 <= metrics["pretrain/heldout/scratch_bert/mean_pair_cosine"] <= 1

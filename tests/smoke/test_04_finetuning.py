@@ -84,3 +84,12 @@ def test_full_fine_tuning_and_lora_each_take_the_rate_with_the_lowest_valid_loss
         kept = min(losses, key=losses.get)
         assert metrics[f"search/train/{row}/learning_rate"] == pytest.approx(float(kept)), (row, losses)
         assert metrics[f"search/valid/{row}/mnrl_loss_after"] == pytest.approx(losses[kept])
+
+
+def test_every_encoded_catalogue_is_checked_for_collapse(metrics):
+    from ecomrec.models.search import COLLAPSED_COSINE
+
+    for row in ("MiniLM_plus_MNRL", "DAPT_MiniLM_plus_MNRL", "MiniLM_plus_MNRL_LoRA"):  # MiniLM starts: spread vectors
+        assert -1 <= metrics[f"search/all/{row}/mean_pair_cosine"] < COLLAPSED_COSINE, row
+    for row in ("scratch_BERT_plus_MNRL", "scratch_BERT_no_fine-tuning"):
+        assert -1 <= metrics[f"search/all/{row}/mean_pair_cosine"] <= 1, row

@@ -152,3 +152,18 @@ def test_expand_documents_appends_each_products_texts():
         expand_documents([1], ["A"], extra.rename(columns={"query": "q"}))
     with pytest.raises(ValueError):
         expand_documents([1, 2], ["A"], extra)
+
+
+def test_mean_pair_cosine_tells_collapsed_vectors_from_spread_ones():
+    from ecomrec.models.search import COLLAPSED_COSINE, mean_pair_cosine
+
+    rng = np.random.default_rng(0)
+    spread = rng.normal(size=(500, 64))
+    collapsed = np.ones((500, 64)) + 1e-3 * rng.normal(size=(500, 64))  # what a collapsed encoder gives
+    assert abs(mean_pair_cosine(spread)) < 0.05
+    assert mean_pair_cosine(collapsed) > COLLAPSED_COSINE
+    assert mean_pair_cosine(np.eye(8)) == 0.0  # distinct rows only: an orthonormal basis never pairs a row with itself
+    assert mean_pair_cosine(spread * 7.0) == pytest.approx(mean_pair_cosine(spread))  # cosine: scale does not matter
+    for bad in (np.ones((1, 4)), np.ones(4), np.vstack([np.ones(4), np.zeros(4)])):
+        with pytest.raises(ValueError):
+            mean_pair_cosine(bad)

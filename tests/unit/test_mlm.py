@@ -96,3 +96,27 @@ def test_sparse_head_gives_the_dense_loss(tokenizer):
         assert torch.allclose(model(**batch).loss, dense(**batch).loss, atol=1e-5)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     assert logits.shape[:2] == batch["input_ids"].shape  # without labels: every position
+
+
+def test_unigram_loss_scores_the_fixed_masks_by_piece_frequency(tokenizer):
+    from collections import Counter
+
+    heldout = TITLES[:8]
+    loss = mlm.unigram_loss(tokenizer, TITLES, heldout, seed=3)
+    # the same masked pieces as train_mlm's held-out loss, scored from a count made here another way
+    counts = Counter(piece for text in TITLES for piece in tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)))
+    total = sum(counts.values()) + len(tokenizer)
+    masks = mlm.fixed_masks(tokenizer, mlm.tokenize_texts(tokenizer, heldout), seed=3)
+    labels = [label for row in masks["labels"] for label in row if label != -100]
+    assert loss == pytest.approx(-np.mean([np.log((counts[label] + 1) / total) for label in labels]))
+    assert 0 < loss < np.log(len(tokenizer))  # better than a uniform guess over the vocabulary
+
+
+def test_unigram_loss_is_low_for_frequent_pieces_and_high_for_unseen_ones(tokenizer):
+    frequent = mlm.unigram_loss(tokenizer, ["white paint white paint"] * 50, ["white paint white paint white"] * 20)
+    unseen = mlm.unigram_loss(tokenizer, ["white paint white paint"] * 50, ["cordless drill driver kit"] * 20)
+    assert frequent < 1.5 < unseen
+    with pytest.raises(ValueError):
+        mlm.unigram_loss(tokenizer, [], TITLES)
+    with pytest.raises(ValueError):
+        mlm.unigram_loss(tokenizer, TITLES, [])
