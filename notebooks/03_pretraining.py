@@ -145,7 +145,7 @@ print(f"Uniform guess ln V = {np.log(len(scratch_tokenizer)):.2f} nats, unigram 
 if spread >= COLLAPSED_COSINE:
     print(f"Its sentence vectors have collapsed (≥ {COLLAPSED_COSINE}): every text gets nearly the same vector. "
           + ("Its loss is no better than piece frequencies alone: it has not yet learnt to use context, "
-             if gap > -0.1 else "") + f"and its budget of {profile.mlm_scratch_steps} steps ended it there.")
+             if gap > -0.1 else "") + f"and its training ended there ({scratch_result.ending()}).")
 else:
     print(f"Its sentence vectors tell texts apart (mean cosine below {COLLAPSED_COSINE}); "
           + ("it uses context: its loss is under H1." if gap < -0.1 else "but its loss is not clearly under H1."))

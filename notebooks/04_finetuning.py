@@ -267,8 +267,8 @@ for name, value in spread.items():
 print("Mean cosine between the vectors of random pairs of products: " + ", ".join(f"{n} {v:.3f}" for n, v in spread.items()))
 collapsed = [name for name, value in spread.items() if value >= COLLAPSED_COSINE]
 if collapsed:
-    print(f"Collapsed (≥ {COLLAPSED_COSINE}): {', '.join(collapsed)}. Their NDCG@10 is that of a random ranking, not a "
-          "verdict on their training.")
+    print(f"Collapsed (≥ {COLLAPSED_COSINE}): {', '.join(collapsed)}. Their NDCG@10 is that of a random ranking: it "
+          "measures an encoder that cannot tell products apart, not what fine-tuning does.")
 if "scratch BERT + MNRL" in collapsed:
     pretrained = reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")["03_pretraining"]
     rate, losses = searched["scratch BERT + MNRL"]
