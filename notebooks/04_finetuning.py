@@ -271,10 +271,11 @@ if collapsed:
           "measures an encoder that cannot tell products apart, not what fine-tuning does.")
 if "scratch BERT + MNRL" in collapsed:
     pretrained = reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")["03_pretraining"]
+    mlm_loss, unigram = pretrained["pretrain/heldout/scratch_bert/loss_after"], pretrained["pretrain/heldout/unigram/loss"]
     rate, losses = searched["scratch BERT + MNRL"]
-    print(f"The small BERT came from `03` at held-out MLM loss {pretrained['pretrain/heldout/scratch_bert/loss_after']:.2f} "
-          f"against {pretrained['pretrain/heldout/unigram/loss']:.2f} for piece frequencies alone (mean cosine between texts "
-          f"{pretrained['pretrain/heldout/scratch_bert/mean_pair_cosine']:.4f}): it had not learnt to use context. "
+    print(f"The small BERT came from `03` at held-out MLM loss {mlm_loss:.2f} against {unigram:.2f} for piece frequencies "
+          f"alone (mean cosine between texts {pretrained['pretrain/heldout/scratch_bert/mean_pair_cosine']:.4f})"
+          + (": it had not learnt to use context. " if mlm_loss > unigram - 0.1 else ". ") +
           f"{profile.biencoder_steps} MNRL steps left its held-out MNRL loss at {losses[rate]:.3f}, where a uniform guess "
           f"among {BATCH_SIZE} in-batch products scores ln {BATCH_SIZE} = {np.log(BATCH_SIZE):.3f}.")
 
