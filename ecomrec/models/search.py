@@ -127,19 +127,19 @@ def mean_pair_cosine(vectors: np.ndarray, pairs: int = 20_000, seed: int = C.SEE
     """The mean cosine similarity of `pairs` random pairs of distinct rows of `vectors`. A working sentence encoder
     keeps the vectors of different texts far from parallel; a mean near 1 says that it gives every text nearly the
     same vector (collapsed), so a ranking by its cosine is noise."""
-    vectors = np.asarray(vectors, dtype=np.float64)
+    vectors = np.asarray(vectors)
     if vectors.ndim != 2 or len(vectors) < 2:
         raise ValueError(f"need at least two vectors (a 2-D array), got shape {vectors.shape}")
     if pairs < 1:
         raise ValueError("pairs must be positive")
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ValueError("a zero vector has no direction: its cosine is undefined")
     rng = np.random.default_rng(seed)
     first = rng.integers(0, len(vectors), pairs)
     second = (first + rng.integers(1, len(vectors), pairs)) % len(vectors)  # never the same row
-    unit = vectors / norms
-    return float(np.einsum("ij,ij->i", unit[first], unit[second]).mean())
+    a, b = vectors[first].astype(np.float64), vectors[second].astype(np.float64)  # only the sampled rows, not a catalogue copy
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    if (norms == 0).any():
+        raise ValueError("a zero vector has no direction: its cosine is undefined")
+    return float((np.einsum("ij,ij->i", a, b) / norms).mean())
 
 
 def expand_documents(product_ids: Sequence, titles: Sequence[str], extra: pd.DataFrame,
