@@ -142,13 +142,14 @@ gap = scratch_result.eval_loss_after - unigram
 print(f"Uniform guess ln V = {np.log(len(scratch_tokenizer)):.2f} nats, unigram H1 = {unigram:.2f}, the small BERT "
       f"{scratch_result.eval_loss_after:.2f}: {abs(gap):.2f} nats {'above' if gap > 0 else 'below'} H1. Mean cosine "
       f"between the vectors of random pairs of held-out texts: {spread:.4f}.")
+context = mlm.uses_context(scratch_result.eval_loss_after, unigram)
 if spread >= COLLAPSED_COSINE:
     print(f"Its sentence vectors have collapsed (≥ {COLLAPSED_COSINE}): every text gets nearly the same vector. "
-          + ("Its loss is no better than piece frequencies alone: it has not yet learnt to use context, "
-             if gap > -0.1 else "") + f"and its training ended there ({scratch_result.ending()}).")
+          + ("" if context else "Its loss is no better than piece frequencies alone: it has not yet learnt to use context. ")
+          + f"Its training ended there ({scratch_result.ending()}).")
 else:
     print(f"Its sentence vectors tell texts apart (mean cosine below {COLLAPSED_COSINE}); "
-          + ("it uses context: its loss is under H1." if gap < -0.1 else "but its loss is not clearly under H1."))
+          + ("it uses context: its loss is under H1." if context else "but its loss is not clearly under H1."))
 
 # %% [markdown]
 # ## 4. (b) Domain-adaptive pretraining of MiniLM

@@ -54,7 +54,7 @@ from ecomrec.augment.attributes import BrandLexicon, parse_attributes
 from ecomrec.augment.generators import native_bf16
 from ecomrec.data.pairs import RELEVANT, judged_pairs
 from ecomrec.metrics import bootstrap_ci, paired_bootstrap, verdict
-from ecomrec.models import behaviour
+from ecomrec.models import behaviour, mlm
 from ecomrec.models import retrieval as R
 from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.models.encoders import load_minilm, minilm_path, sentence_encoder
@@ -275,7 +275,7 @@ if "scratch BERT + MNRL" in collapsed:
     rate, losses = searched["scratch BERT + MNRL"]
     print(f"The small BERT came from `03` at held-out MLM loss {mlm_loss:.2f} against {unigram:.2f} for piece frequencies "
           f"alone (mean cosine between texts {pretrained['pretrain/heldout/scratch_bert/mean_pair_cosine']:.4f})"
-          + (": it had not learnt to use context. " if mlm_loss > unigram - 0.1 else ". ") +
+          + (". " if mlm.uses_context(mlm_loss, unigram) else ": it had not learnt to use context. ") +
           f"{profile.biencoder_steps} MNRL steps left its held-out MNRL loss at {losses[rate]:.3f}, where a uniform guess "
           f"among {BATCH_SIZE} in-batch products scores ln {BATCH_SIZE} = {np.log(BATCH_SIZE):.3f}.")
 

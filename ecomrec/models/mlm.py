@@ -149,6 +149,15 @@ def fixed_masks(tokenizer, data, mlm_probability: float = 0.15, seed: int = C.SE
     return Dataset.from_dict({"input_ids": input_ids, "labels": labels})
 
 
+CONTEXT_MARGIN = 0.1  # nats under the unigram baseline that a held-out MLM loss must reach to show use of context
+
+
+def uses_context(loss: float, unigram: float, margin: float = CONTEXT_MARGIN) -> bool:
+    """Whether a held-out MLM `loss` is clearly (`margin` nats) under the `unigram` baseline of `unigram_loss`:
+    the model predicts masked pieces better than their frequencies alone, so it has learnt to use context."""
+    return loss < unigram - margin
+
+
 def unigram_loss(tokenizer, train_texts: Sequence[str], heldout_texts: Sequence[str], max_length: int = 64,
                  seed: int = C.SEED) -> float:
     """The held-out masked-LM loss (nats per masked token) of a model that ignores context: it predicts every masked

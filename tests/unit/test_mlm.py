@@ -120,3 +120,9 @@ def test_unigram_loss_is_low_for_frequent_pieces_and_high_for_unseen_ones(tokeni
         mlm.unigram_loss(tokenizer, [], TITLES)
     with pytest.raises(ValueError):
         mlm.unigram_loss(tokenizer, TITLES, [])
+
+
+def test_uses_context_only_clearly_under_the_unigram_baseline():
+    assert mlm.uses_context(6.0, 6.75) and not mlm.uses_context(6.87, 6.75)
+    assert not mlm.uses_context(6.75 - mlm.CONTEXT_MARGIN, 6.75)  # at the margin: not clearly under
+    assert mlm.uses_context(6.70, 6.75, margin=0.01)
