@@ -102,7 +102,7 @@ PROFILES: dict[str, Profile] = {
                     sasrec_patience=5, sasrec_trials=8, rec_trials=30, rec_seeds=3,
                     latency_calls=300, bench_requests=2_000, llm_lora_steps=40, llm_quality_products=200,
                     llm_products=5_000, llm_office_items=None, curve_sizes=(0, 100, 300, 1_000, 3_000, None),
-                    curve_fewshot_products=1_400),
+                    curve_fewshot_products=1_000),
 }
 
 

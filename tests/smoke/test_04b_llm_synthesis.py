@@ -59,6 +59,9 @@ def test_scale_generation_doc2query_and_office_rows_are_recorded(metrics):
     assert changed["content"] == 0  # only the covered items' texts (and embeddings) change
     assert 0 < changed["content_plus_SmolLM2_queries"] <= changed["content_plus_both"] <= metrics["llm/all/office_items"]
     assert changed["content_plus_SmolLM2_description"] <= changed["content_plus_both"]
+    # a sentence is written only for items without a real description (smoke: 5 of its 12 covered items)
+    assert 0 < metrics["llm/all/office_descriptions/items"] < metrics["llm/all/office_items"]
+    assert changed["content_plus_SmolLM2_description"] <= metrics["llm/all/office_descriptions/items"]
     assert metrics["llm/all/smollm2/minutes"] > 0
 
 

@@ -63,6 +63,9 @@ def test_the_data_efficiency_curve(metrics):
     assert 0 < metrics["curve/valid/all/converged_share"] <= 1
     assert "SmolLM2_few-shot_examples_from_the_first_100" in trained  # the N-respecting writer must reach the curve
     assert metrics["curve/train/SmolLM2_few-shot_examples_from_the_first_100/products_per_second"] > 0
+    # the course's SmolLM2 total is 04b's recorded minutes plus this writer's
+    fewshot_minutes = metrics["curve/train/SmolLM2_few-shot_examples_from_the_first_100/seconds"] / 60
+    assert metrics["curve/all/smollm2_04b_and_06/minutes"] > fewshot_minutes > 0
 
 
 def test_the_filter_ablation_pairs_filtered_with_unfiltered_where_both_ran(metrics):
