@@ -385,6 +385,8 @@ office_generated = pd.DataFrame({C.COL_ITEM: office[C.COL_ITEM].to_numpy(), C.CO
                                  "queries": ["; ".join(q) for q in office_queries],
                                  "description": office[C.COL_ITEM].map(sentence_of).fillna("").to_numpy()})
 save_parquet(office_generated, out_dir / "smollm2_office.parquet")
+
+# %%
 no_description = float((items["description"].fillna("").str.strip() == "").mean())
 reporting.record("llm/all/office/no_description_share", no_description)
 reporting.record("llm/all/office_descriptions/items", len(undescribed))

@@ -161,6 +161,8 @@ for seed in curve_seeds:
                                                      written, FEW_SHOT_ROW), bm25, minilm_index, minilm, k=ROUND_TRIP_K)
     print(f"seed {seed}: examples {examples}\n  {len(fewshot[seed]):,} queries, {fewshot[seed]['keep'].mean():.0%} kept")
 fewshot_seconds = time.perf_counter() - start
+
+# %%
 reporting.record(f"curve/train/{reporting.metric_key(FEW_SHOT_ROW)}/seconds", fewshot_seconds)
 reporting.record(f"curve/train/{reporting.metric_key(FEW_SHOT_ROW)}/products_per_second",
                  len(prompted) * len(curve_seeds) / fewshot_seconds)
