@@ -582,3 +582,7 @@ print("\n".join([
 # 4. Section 5 covers a uniform sample of the catalogue. Cover "the products no train query was judged
 #    against" instead and rerun section 7: the doc2query and cold-query rows move. Why is that gain not
 #    real, even though no test label is read?
+# 5. Section 5 writes a sentence only for the Office items without a description. Write one for every item
+#    instead (describe `office`, not `undescribed`) and rerun section 8. Does the content recommender's paired Δ
+#    for "+ SmolLM2 description" move, what do section 9's minutes say the change cost, and which items would
+#    you expect a 135M model's sentence to help, or hurt?
