@@ -373,7 +373,8 @@ description_examples = list(described.sample(2, random_state=SEED)[[C.COL_TITLE,
 describer = llm.ChatDescriptionWriter(base_gen, tokenizer, name="smollm2-description", examples=description_examples, seed=SEED,
                                       device=device, batch_size=GEN_BATCH)
 office_text = office_item_text(office)  # title | brand | leaf category, no empty " |  | " for brandless items
-undescribed = office[office["description"].fillna("").str.strip() == ""]  # item metadata alone decides
+blank = items["description"].fillna("").str.strip() == ""  # no description: the item metadata alone decides
+undescribed = office[blank.loc[office.index]]
 start = time.perf_counter()
 office_queries = writers["SmolLM2 LoRA"].generate(office_text.tolist(), QUERIES_PER_PRODUCT, progress=True)
 llm_seconds["Office items, queries"] = time.perf_counter() - start
@@ -387,7 +388,7 @@ office_generated = pd.DataFrame({C.COL_ITEM: office[C.COL_ITEM].to_numpy(), C.CO
 save_parquet(office_generated, out_dir / "smollm2_office.parquet")
 
 # %%
-no_description = float((items["description"].fillna("").str.strip() == "").mean())
+no_description = float(blank.mean())
 reporting.record("llm/all/office/no_description_share", no_description)
 reporting.record("llm/all/office_descriptions/items", len(undescribed))
 rates = {"queries": len(office) / llm_seconds["Office items, queries"],

@@ -166,10 +166,11 @@ fewshot_seconds = time.perf_counter() - start
 reporting.record(f"curve/train/{reporting.metric_key(FEW_SHOT_ROW)}/seconds", fewshot_seconds)
 reporting.record(f"curve/train/{reporting.metric_key(FEW_SHOT_ROW)}/products_per_second",
                  len(prompted) * len(curve_seeds) / fewshot_seconds)
-smollm2_minutes = r04b["llm/all/smollm2/minutes"] + fewshot_seconds / 60  # every SmolLM2 second of the course
+minutes_04b = r04b["llm/all/smollm2/minutes"]
+smollm2_minutes = minutes_04b + fewshot_seconds / 60  # every SmolLM2 second of the course
 reporting.record("curve/all/smollm2_04b_and_06/minutes", smollm2_minutes)
 print(f"{len(prompted):,} products × {len(curve_seeds)} seeds in {fewshot_seconds:.0f} s; all SmolLM2 work of the course "
-      f"(04b's {r04b['llm/all/smollm2/minutes']:.1f} min and this writer's {fewshot_seconds / 60:.1f}): {smollm2_minutes:.1f} min "
+      f"(04b's {minutes_04b:.1f} min and this writer's {fewshot_seconds / 60:.1f}): {smollm2_minutes:.1f} min "
       f"on {device} ({'within' if smollm2_minutes <= 25 else 'over'} the full profile's 25-minute target for 2 CPU cores)")
 
 # %%
