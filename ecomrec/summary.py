@@ -22,7 +22,7 @@ from pathlib import Path
 from ecomrec.metrics import verdict
 
 SEARCH_EXCLUDED = ("cross_encoder", "train_mean", "selected")  # 04's helper rows, not systems
-DEPLOY_VERSIONS = ("PyTorch_fp32", "PyTorch_int8", "ONNX_fp32", "ONNX_int8")
+DEPLOY_VERSIONS = ("PyTorch_fp32", "PyTorch_bf16", "PyTorch_int8", "ONNX_fp32", "ONNX_int8")
 
 
 def display_name(segment: str, names: dict[str, str] | None = None) -> str:

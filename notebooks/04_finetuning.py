@@ -24,7 +24,7 @@ REPORT_DIR = "reports"
 DEVICE = "auto"
 DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
 BATCH_SIZE = 32
-BF16 = "auto"  # bfloat16 autocast for the main bi-encoder and the cross-encoder: "auto" = where the hardware has native bf16 (scripts/bf16_probe.py)
+BF16 = "auto"  # bfloat16 autocast for the main bi-encoder and the cross-encoder (its valid re-ranking included): "auto" = where the hardware has native bf16 (scripts/bf16_probe.py)
 RERANK_DEPTH = 100  # every first stage returns its top 100 (Recall@100)
 MINE_DEPTH = 30  # the cross-encoder's hard negatives come from the first stage's top 30 for each training query
 MINE_MARGIN = 0.05  # ... minus those within this cosine of the query's best relevant product
@@ -51,7 +51,7 @@ from ecomrec import config as C
 from ecomrec import reporting
 from ecomrec.notebook import begin, finish
 from ecomrec.augment.attributes import BrandLexicon, parse_attributes
-from ecomrec.augment.generators import native_bf16
+from ecomrec.config import native_bf16
 from ecomrec.data.pairs import RELEVANT, judged_pairs
 from ecomrec.metrics import bootstrap_ci, paired_bootstrap, verdict
 from ecomrec.models import behaviour, mlm
@@ -70,7 +70,7 @@ profile, device, root, out_dir, frames, notebook_start = begin(
     "04_finetuning", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "finetune",
     needs=("02_augmentation", "03_pretraining"), deterministic=DETERMINISTIC)
 bf16 = native_bf16(device) if BF16 == "auto" else bool(BF16)
-print(f"bfloat16 autocast for the main bi-encoder and the cross-encoder: {'on' if bf16 else 'off'} (BF16 = {BF16!r})")
+print(f"bf16 autocast, main bi-encoder and cross-encoder: {'on' if bf16 else 'off'} (BF16 = {BF16!r}); sentence embeddings: {'bf16' if native_bf16(device) else 'fp32'}")
 
 # %% [markdown]
 # ## 1. Protocol
@@ -199,9 +199,12 @@ print(f"{len(real):,} real pairs — {profile.biencoder_steps} steps of {BATCH_S
 
 # %% [markdown]
 # Each fine-tuned model must embed the whole catalogue again — the dominant cost of this chapter on a
-# CPU. On the full catalogue the pass runs the same fp32 weights through ONNX Runtime (faster than PyTorch on a
-# CPU; `07` explains the export and measures both), checked against PyTorch on a sample of titles. Exporting costs
-# a few seconds, so a catalogue under `embedding_cache.ONNX_FROM_TEXTS` titles (the smoke profile's) stays in PyTorch.
+# CPU — so each pass takes the fastest runtime this processor has (`EmbeddingCache.catalogue`). Where it multiplies
+# bfloat16 natively (printed at the top), PyTorch under bf16 autocast: about 1.25× ONNX Runtime's fp32 and 1.7×
+# PyTorch's fp32 on 2 cores, with a cosine to the fp32 vector above 0.9999 (`07` measures speed and parity on the
+# fine-tuned encoder). Elsewhere the same fp32 weights run through ONNX Runtime, checked against PyTorch on a sample
+# of titles; its export costs a few seconds, so a catalogue under `embedding_cache.ONNX_FROM_TEXTS` titles stays in
+# PyTorch fp32.
 # Every pass goes through an **embedding cache** (`ecomrec.models.embedding_cache`) keyed by a hash of the
 # model's weights and tokenizer, the titles and the runtime: a later run that trains the very same model (same
 # seed, same data) reads these embeddings instead of paying for the pass again.
@@ -211,8 +214,8 @@ embedding_cache = EmbeddingCache(root / "embeddings")  # a re-run with the same 
 
 
 def encode_catalogue(model, name: str) -> np.ndarray:
-    """Every title, once per distinct model: ONNX Runtime (fp32, raises if it departs from PyTorch) on a large
-    catalogue, PyTorch on a small one (`EmbeddingCache.catalogue`)."""
+    """Every title, once per distinct model: PyTorch bf16 where native, else ONNX Runtime (fp32, raises if it departs
+    from PyTorch) on a large catalogue and PyTorch fp32 on a small one (`EmbeddingCache.catalogue`)."""
     return embedding_cache.catalogue(model, titles, out_dir / "onnx" / reporting.metric_key(name), progress=True)
 
 
@@ -402,8 +405,8 @@ lora_table.style.format({"trainable parameters": "{:,.0f}", "share trained": "{:
 #   query, so most are rated ≥ 2 (the share is printed below).
 #
 # Like the main bi-encoder it is **selected on valid**: every few hundred steps it re-ranks the first stage's top
-# 20 for a seeded sample of valid queries, the best evaluation's weights are kept, and training stops on
-# patience or at a stated budget. The re-rank depth and an optional interpolation with the first-stage score,
+# 20 for a seeded sample of valid queries (in bf16 where native, as it trains), the best evaluation's weights are
+# kept, and training stops on patience or at a stated budget. The re-rank depth and an optional interpolation with the first-stage score,
 # $(1 - w)\,\mathrm{minmax}(s_{\text{first}}) + w\,\mathrm{minmax}(s_{\text{cross}})$ per query, are chosen on the
 # same valid queries; test is re-ranked once, for **every** test query, with a paired interval against the first
 # stage.
@@ -456,7 +459,7 @@ query_of = query_text.to_dict()
 
 
 def valid_rerank_ndcg(model) -> float:
-    reranked = R.rerank(model, query_of, title_of, valid_first, depth=VALID_RERANK_DEPTH, batch_size=64)
+    reranked = R.rerank(model, query_of, title_of, valid_first, depth=VALID_RERANK_DEPTH, batch_size=64, bf16=bf16)
     return float(R.evaluate_run(rerank_qrels, reranked)["ndcg@10"].mean())
 
 

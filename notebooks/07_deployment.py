@@ -63,8 +63,8 @@ print(f"{torch.get_num_threads()} CPU threads")
 # %% [markdown]
 # ## 1. What we deploy
 #
-# The bi-encoder `04` selected on the valid split (its catalogue embeddings were computed offline, in
-# fp32, and stay so: only the **query** side runs per request), and `04`'s cross-encoder. Quality is
+# The bi-encoder `04` selected on the valid split (its catalogue embeddings were computed offline by `04`, once,
+# and stay so: only the **query** side runs per request), and `04`'s cross-encoder. Quality is
 # measured on the same test queries as in `04`, over the full catalogue.
 
 # %%
@@ -83,9 +83,12 @@ exact = DenseIndex(ids, catalogue)
 print(f"{len(ids):,} products, {len(test_ids):,} test queries; query encoder: {finetune / 'biencoder_best'}")
 
 # %% [markdown]
-# ## 2. Four versions of each model
+# ## 2. Five versions of each model
 #
 # * **PyTorch fp32** — as trained.
+# * **PyTorch bf16** — the same fp32 weights, run under bfloat16 autocast: matrix products in bf16 (8 bits of
+#   mantissa, fp32's range) with fp32 accumulation. Native on CPUs with AVX512-BF16 or AMX (printed below), where
+#   it is the precision `04` and `05` embed their catalogues in; emulated, and slower, elsewhere.
 # * **PyTorch dynamic int8** — Linear weights stored as int8 with one scale per output channel;
 #   activations are quantized on the fly per call. $W \approx s \cdot W_{int8}$, and a matrix product
 #   runs in integer arithmetic before it is rescaled.
@@ -113,15 +116,17 @@ query_int8, cross_int8 = X.quantize_torch(encoder), X.quantize_torch(cross)
 for quantized, name in ((query_int8, "query_encoder_torch_int8.pt"), (cross_int8, "cross_encoder_torch_int8.pt")):
     with atomic_path(deploy / name) as tmp:  # atomic, as every artifact
         torch.save(quantized.state_dict(), tmp)
-query_versions = {"PyTorch fp32": encoder, "PyTorch int8": query_int8,
+query_versions = {"PyTorch fp32": encoder, "PyTorch bf16": X.Bf16Autocast(encoder), "PyTorch int8": query_int8,
                   "ONNX fp32": X.OnnxSentenceEncoder(query_onnx), "ONNX int8": X.OnnxSentenceEncoder(query_onnx_int8)}
-cross_versions = {"PyTorch fp32": cross, "PyTorch int8": cross_int8,
+cross_versions = {"PyTorch fp32": cross, "PyTorch bf16": X.Bf16Autocast(cross), "PyTorch int8": cross_int8,
                   "ONNX fp32": X.OnnxCrossEncoder(cross_onnx), "ONNX int8": X.OnnxCrossEncoder(cross_onnx_int8)}
 sizes = {("query encoder", "PyTorch fp32"): X.file_size_mb(finetune / "biencoder_best" / "model.safetensors"),
+         ("query encoder", "PyTorch bf16"): X.file_size_mb(finetune / "biencoder_best" / "model.safetensors"),  # the fp32 file
          ("query encoder", "PyTorch int8"): X.file_size_mb(deploy / "query_encoder_torch_int8.pt"),
          ("query encoder", "ONNX fp32"): X.file_size_mb(query_onnx),
          ("query encoder", "ONNX int8"): X.file_size_mb(query_onnx_int8),
          ("cross-encoder", "PyTorch fp32"): X.file_size_mb(finetune / "cross_encoder" / "model.safetensors"),
+         ("cross-encoder", "PyTorch bf16"): X.file_size_mb(finetune / "cross_encoder" / "model.safetensors"),
          ("cross-encoder", "PyTorch int8"): X.file_size_mb(deploy / "cross_encoder_torch_int8.pt"),
          ("cross-encoder", "ONNX fp32"): X.file_size_mb(cross_onnx),
          ("cross-encoder", "ONNX int8"): X.file_size_mb(cross_onnx_int8)}
@@ -135,7 +140,7 @@ print(f"exported and quantized in {time.perf_counter() - export_start:.0f} s")
 # stage). Timing a version ends after `profile.latency_seconds` seconds of timed calls once 50 were timed, so a
 # slow version (a batch of 32 through the int8 PyTorch cross-encoder takes most of a second) costs seconds, not
 # minutes; the table gives each count. With fewer than 100 calls, p99 is close to the slowest call. Quality: test
-# NDCG@10 of the query encoder searching the fp32 catalogue exactly, and NDCG@10 of the cross-encoder re-ranking
+# NDCG@10 of the query encoder searching `04`'s catalogue vectors exactly, and NDCG@10 of the cross-encoder re-ranking
 # the top `RERANK_DEPTH` of that search for a seeded sample of test queries.
 
 # %%
@@ -144,7 +149,7 @@ def search_ndcg(query_embeddings: np.ndarray) -> pd.Series:
     return R.evaluate_run(qrels, R.run_frame(test_ids, found, scores))["ndcg@10"]
 
 
-reference_embeddings = encode(encoder, test_queries)
+reference_embeddings = encode(encoder, test_queries, bf16=False)  # the float32 reference every version is held to
 first_stage = R.run_frame(test_ids, *exact.search(reference_embeddings, k=RERANK_DEPTH))
 rng = np.random.default_rng(SEED)
 sample = rng.choice(test_ids, size=min(profile.rerank_queries, len(test_ids)), replace=False)
@@ -157,7 +162,7 @@ reference_scores = np.asarray(cross.predict(pairs, batch_size=64, show_progress_
 def quality_of(model_kind: str, model) -> tuple[pd.Series, float, float, object, list]:
     """Per-query NDCG@10, parity with fp32 (mean, worst), and the call and inputs to time, for one version."""
     if model_kind == "query encoder":
-        embeddings = encode(model, test_queries)
+        embeddings = encode(model, test_queries, bf16=False)  # each version in its own precision, no autocast on top
         cosine = (embeddings * reference_embeddings).sum(axis=1)
         call = lambda batch: model.encode(batch, batch_size=32, show_progress_bar=False)  # noqa: E731
         return search_ndcg(embeddings), float(cosine.mean()), float(cosine.min()), call, test_queries

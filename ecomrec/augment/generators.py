@@ -18,6 +18,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from ecomrec.augment.attributes import BrandLexicon, parse_attributes
 from ecomrec import config as C
+from ecomrec.config import native_bf16
 
 CONFIG_NAME = "ecomrec_generator.json"
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
@@ -374,17 +375,6 @@ def gqa_decode_attention(module, query: torch.Tensor, key: torch.Tensor, value: 
 
 AttentionInterface.register(GQA_DECODE, gqa_decode_attention)
 AttentionMaskInterface.register(GQA_DECODE, sdpa_mask)
-
-
-def native_bf16(device: str) -> bool:
-    """Whether `device` multiplies in bfloat16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX
-    (oneDNN then runs bf16 matrix products about twice as fast as fp32). Elsewhere bf16 is emulated and slower
-    than fp32."""
-    if str(device).startswith("cuda"):
-        return bool(torch.cuda.is_bf16_supported())
-    if str(device) != "cpu":
-        return False
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def generation_dtype(device: str) -> torch.dtype:

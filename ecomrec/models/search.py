@@ -110,13 +110,32 @@ def rank_of(retrieved: np.ndarray, targets: Sequence, valid: np.ndarray | None =
     return np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
 
 
-def encode(encoder, texts: Sequence[str], batch_size: int = 128, progress: bool = False,
-           chunk: int = 4096) -> np.ndarray:
-    """L2-normalised sentence embeddings as float32 (a terse progress bar: one line per 15 s)."""
+def native_bf16_encoder(encoder) -> bool:
+    """Whether `encode` runs `encoder` under bfloat16 autocast by default: a PyTorch model on a device that
+    multiplies bf16 natively (`config.native_bf16`)."""
+    device = getattr(encoder, "device", None)
+    return device is not None and C.native_bf16(str(device))
+
+
+def encode(encoder, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
+           chunk: int = 4096, bf16: bool | None = None) -> np.ndarray:
+    """L2-normalised sentence embeddings as float32 (a terse progress bar: one line per 15 s).
+
+    `bf16`: the encoder's forward under bfloat16 autocast. None (the default) = where the device multiplies bf16
+    natively (`config.native_bf16`): there it is about 1.7× faster than float32, with a cosine to the float32
+    vector above 0.9999 (`07` measures both on the fine-tuned encoder); elsewhere bf16 is emulated and slower, so
+    float32. Pass False where float32 itself is the point (parity checks against another runtime). An encoder
+    that is not a PyTorch model (no `device`: ONNX Runtime) runs as it is."""
     texts = list(texts)
-    parts = [encoder.encode(texts[start:start + chunk], batch_size=batch_size, normalize_embeddings=True,
-                            convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
-             for start in progress_bar(range(0, len(texts), chunk), desc="encode", disable=not progress)]
+    device = getattr(encoder, "device", None)
+    if bf16 is None:
+        bf16 = native_bf16_encoder(encoder)
+    if bf16 and device is None:
+        raise ValueError("bf16 autocast needs a PyTorch encoder; this one has no device")
+    with torch.autocast(device.type if device is not None else "cpu", dtype=torch.bfloat16, enabled=bf16):
+        parts = [encoder.encode(texts[start:start + chunk], batch_size=batch_size, normalize_embeddings=True,
+                                convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+                 for start in progress_bar(range(0, len(texts), chunk), desc="encode", disable=not progress)]
     return np.concatenate(parts) if parts else np.empty((0, encoder.get_embedding_dimension()), np.float32)
 
 

@@ -27,8 +27,8 @@ def test_same_negatives_as_sentence_transformers(margin):
     theirs = mine_hard_negatives(Dataset.from_dict({"query": queries, "positive": positives}), model, corpus=CORPUS,
                                  absolute_margin=margin, num_negatives=1, sampling_strategy="top", range_max=10,
                                  output_format="triplet", verbose=False)
-    corpus_embeddings = encode(model, CORPUS)
-    ours = dense_hard_negatives(encode(model, queries), corpus_embeddings[[i for _, i in PAIRS]],
+    corpus_embeddings = encode(model, CORPUS, bf16=False)  # float32, as sentence-transformers' miner
+    ours = dense_hard_negatives(encode(model, queries, bf16=False), corpus_embeddings[[i for _, i in PAIRS]],
                                 [{i} for _, i in PAIRS], DenseIndex(np.arange(len(CORPUS)), corpus_embeddings),
                                 n=1, margin=margin, depth=10)
     ours_text = {q: CORPUS[row[0]] for q, row in zip(queries, ours) if row}

@@ -4,7 +4,7 @@ from floors import failures
 
 pytestmark = pytest.mark.smoke
 MODELS = ("query_encoder", "cross-encoder")
-VERSIONS = ("PyTorch_fp32", "PyTorch_int8", "ONNX_fp32", "ONNX_int8")
+VERSIONS = ("PyTorch_fp32", "PyTorch_bf16", "PyTorch_int8", "ONNX_fp32", "ONNX_int8")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from ecomrec.models.embedding_cache import EmbeddingCache, model_fingerprint, texts_fingerprint
+from ecomrec.models import search
 from ecomrec.models.search import encode
 
 TEXTS = ["cordless drill", "1/2 in. copper pipe", "led bulb"]
@@ -102,10 +103,27 @@ def test_a_catalogue_pass_takes_onnx_only_from_its_threshold_up(tmp_path, monkey
     monkeypatch.setattr(export, "encode_with_onnx", lambda m, texts, folder, progress=False: through_onnx.extend(texts)
                         or encode(m, texts))
     monkeypatch.setattr(embedding_cache, "ONNX_FROM_TEXTS", len(TEXTS))
+    monkeypatch.setattr(search, "native_bf16_encoder", lambda m: False)  # a CPU without native bf16
     cache.catalogue(model, TEXTS[:2], tmp_path / "onnx")  # below: PyTorch, under the PyTorch key
     assert through_onnx == [] and cache.path(model, TEXTS[:2], "torch-b64").is_file()
     cache.catalogue(model, TEXTS, tmp_path / "onnx")  # at the threshold: ONNX Runtime, under the ONNX key
     assert through_onnx == TEXTS and cache.path(model, TEXTS, embedding_cache.ONNX_FP32).is_file()
+
+
+def test_with_native_bf16_a_catalogue_pass_is_pytorch_bf16_under_its_own_key(tmp_path, monkeypatch):
+    from ecomrec.models import embedding_cache
+    from ecomrec.serve import export
+
+    cache, model, precisions = EmbeddingCache(tmp_path / "cache"), CountingEncoder(), []
+    monkeypatch.setattr(export, "encode_with_onnx", lambda *a, **k: pytest.fail("ONNX Runtime used despite native bf16"))
+    monkeypatch.setattr(embedding_cache, "ONNX_FROM_TEXTS", 1)
+    monkeypatch.setattr(search, "native_bf16_encoder", lambda m: True)
+    model.encode = lambda texts, **kw: precisions.append(torch.is_autocast_enabled("cpu")) or CountingEncoder.encode(model, texts, **kw)
+    bf16 = cache.catalogue(model, TEXTS, tmp_path / "onnx")
+    assert precisions == [True] and cache.path(model, TEXTS, "torch-b64-bf16").is_file()
+    fp32 = cache.pytorch(model, TEXTS, bf16=False)  # the same texts in float32: another key, another pass
+    assert precisions == [True, False] and (cache.hits, cache.misses) == (0, 2)
+    np.testing.assert_allclose(bf16, fp32, atol=2e-2)
 
 
 class CountingEncoder(torch.nn.Module):
@@ -116,13 +134,14 @@ class CountingEncoder(torch.nn.Module):
         torch.manual_seed(0)
         self.proj = torch.nn.Linear(3, 4)
         self.seen = []
+        self.device = torch.device("cpu")  # as a SentenceTransformer's: where autocast runs
 
     def encode(self, texts, batch_size, normalize_embeddings, convert_to_numpy, show_progress_bar):
         self.seen.extend(texts)
         features = torch.tensor([[len(t), t.count(" "), sum(map(ord, t)) % 97] for t in texts], dtype=torch.float32)
         with torch.no_grad():
             out = torch.nn.functional.normalize(self.proj(features), dim=1)
-        return out.numpy()
+        return out.float().numpy()  # float32 under bf16 autocast too, as SentenceTransformer.encode
 
 
 def test_an_edit_encodes_only_the_changed_texts_and_the_base_once(tmp_path):

@@ -26,7 +26,7 @@ def onnx_paths(minilm, tmp_path_factory):
 
 
 def test_onnx_sentence_encoder_matches_pytorch(minilm, onnx_paths):
-    reference = encode(minilm, TEXTS)
+    reference = encode(minilm, TEXTS, bf16=False)  # float32: the precision ONNX Runtime runs in
     fp32, int8 = (X.OnnxSentenceEncoder(path) for path in onnx_paths)
     out = fp32.encode(TEXTS, batch_size=4)  # two batches, sorted by length inside
     assert out.shape == reference.shape and np.allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
@@ -38,7 +38,7 @@ def test_onnx_sentence_encoder_matches_pytorch(minilm, onnx_paths):
 
 def test_torch_int8_matches(minilm):
     quantized = X.quantize_torch(minilm)
-    assert cosines(encode(quantized, TEXTS), encode(minilm, TEXTS)).min() >= 0.99
+    assert cosines(encode(quantized, TEXTS, bf16=False), encode(minilm, TEXTS, bf16=False)).min() >= 0.99
 
 
 def test_onnx_cross_encoder_matches_pytorch(tmp_path):
@@ -160,7 +160,38 @@ def test_recall_at_k_by_hand():
 
 def test_encode_with_onnx_equals_pytorch(minilm, tmp_path):
     out = X.encode_with_onnx(minilm, TEXTS * 3, tmp_path / "catalogue", batch_size=4, check=5)
-    assert out.shape == (len(TEXTS) * 3, 384) and cosines(out, encode(minilm, TEXTS * 3)).min() > 0.9999
+    assert out.shape == (len(TEXTS) * 3, 384) and cosines(out, encode(minilm, TEXTS * 3, bf16=False)).min() > 0.9999
+
+
+def test_encode_under_bf16_autocast_stays_close_to_float32(minilm, onnx_paths):
+    from ecomrec.config import native_bf16
+
+    fp32, bf16 = encode(minilm, TEXTS, bf16=False), encode(minilm, TEXTS, bf16=True)
+    assert bf16.dtype == np.float32 and np.allclose(np.linalg.norm(bf16, axis=1), 1, atol=1e-5)
+    assert not np.array_equal(fp32, bf16)  # the autocast took effect
+    assert cosines(fp32, bf16).min() > 0.999
+    np.testing.assert_array_equal(encode(minilm, TEXTS), bf16 if native_bf16("cpu") else fp32)  # the default: where native
+    onnx = X.OnnxSentenceEncoder(onnx_paths[0])
+    np.testing.assert_allclose(encode(onnx, TEXTS), onnx.encode(TEXTS), atol=1e-6)  # not PyTorch: as it is
+    with pytest.raises(ValueError, match="PyTorch"):
+        encode(onnx, TEXTS, bf16=True)
+
+
+def test_bf16_autocast_versions_stay_close_to_float32(minilm, tmp_path):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from ecomrec.models.encoders import minilm_path
+
+    bf16 = X.Bf16Autocast(minilm)
+    out = encode(bf16, TEXTS, bf16=False)  # encode's own autocast off: the wrapper's is what runs
+    np.testing.assert_array_equal(out, encode(minilm, TEXTS, bf16=True))
+    assert bf16.get_embedding_dimension() == 384
+    cross = CrossEncoder(str(minilm_path()), num_labels=1, max_length=64, device="cpu")
+    pairs = [("drill", t) for t in TEXTS]
+    fp32_scores, bf16_scores = cross.predict(pairs), X.Bf16Autocast(cross).predict(pairs)
+    assert not np.array_equal(fp32_scores, bf16_scores) and np.abs(fp32_scores - bf16_scores).max() < 0.02
+    with pytest.raises(TypeError, match="PyTorch"):
+        X.Bf16Autocast(X.OnnxSentenceEncoder(X.export_sentence_encoder(minilm, tmp_path / "model.onnx")))
 
 
 def test_encode_with_onnx_workers_keep_the_order(minilm, tmp_path):
@@ -168,7 +199,7 @@ def test_encode_with_onnx_workers_keep_the_order(minilm, tmp_path):
     one = X.encode_with_onnx(minilm, texts, tmp_path / "one", batch_size=3, check=4, workers=1)
     two = X.encode_with_onnx(minilm, texts, tmp_path / "two", batch_size=3, check=4, workers=2)
     assert np.allclose(one, two, atol=1e-5)
-    assert cosines(two, encode(minilm, texts)).min() > 0.9999
+    assert cosines(two, encode(minilm, texts, bf16=False)).min() > 0.9999
     assert X.encode_with_onnx(minilm, [], tmp_path / "none", workers=2).shape == (0, 384)
 
 

@@ -96,6 +96,32 @@ def test_rerank_cache_scores_each_pair_once():
     assert dict(zip(b[C.COL_PRODUCT_ID], b["score"]))[11] == dict(zip(a[C.COL_PRODUCT_ID], a["score"]))[11] == -9
 
 
+def test_rerank_under_bf16_autocast_only_when_asked():
+    import torch
+
+    class Recording:
+        device = torch.device("cpu")
+
+        def __init__(self):
+            self.autocast = []
+
+        def predict(self, pairs, **kwargs):
+            self.autocast.append(torch.is_autocast_enabled("cpu"))
+            return np.array([-len(title) for _, title in pairs], dtype=float)
+
+    titles, run = {10: "a long title", 11: "mid title"}, R.run_frame([1], np.array([[10, 11]]), np.array([[2.0, 1.0]]))
+    model = Recording()
+    R.rerank(model, {1: "q"}, titles, run, depth=2)
+    R.rerank(model, {1: "q"}, titles, run, depth=2, bf16=True)
+    assert model.autocast == [False, True]
+
+    class NoDevice:  # e.g. ONNX Runtime: autocast would do nothing, so asking for it is an error
+        predict = Recording.predict
+
+    with pytest.raises(ValueError, match="PyTorch"):
+        R.rerank(NoDevice(), {1: "q"}, titles, run, depth=2, bf16=True)
+
+
 @pytest.fixture(scope="module")
 def pairs():
     return Dataset.from_dict({"anchor": ["drill", "hammer", "paint", "hose", "faucet", "toilet seat"] * 2,
