@@ -22,6 +22,7 @@ ARTIFACT_DIR = "artifacts"
 REPORT_DIR = "reports"
 DEVICE = "auto"
 DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DETERMINISTIC=1)
+BF16 = "auto"  # bfloat16 mixed precision for the query generator's training: "auto" = where the hardware has native bf16
 QUERIES_PER_PRODUCT = 3
 ROUND_TRIP_K = 10
 POPULARITY_ALPHA = 0.75
@@ -41,6 +42,7 @@ import pandas as pd
 
 from ecomrec import config as C
 from ecomrec import reporting
+from ecomrec.config import native_bf16
 from ecomrec.notebook import begin, finish
 from ecomrec.augment import negatives as neg
 from ecomrec.augment.attributes import BrandLexicon
@@ -58,6 +60,9 @@ from ecomrec.storage import atomic_path, save_array, save_parquet
 profile, device, root, out_dir, frames, notebook_start = begin(
     "02_augmentation", PROFILE, SEED, DEVICE, ARTIFACT_DIR, REPORT_DIR, "augment",
     needs=("01_data",), deterministic=DETERMINISTIC)
+bf16 = native_bf16(device) if BF16 == "auto" else bool(BF16)
+print(f"generator training in bf16 mixed precision: {'on' if bf16 else 'off'} (BF16 = {BF16!r}); "
+      f"sentence embeddings: {'bf16' if native_bf16(device) else 'fp32'} (`search.encode`: where native)")
 pd.set_option("display.max_colwidth", 80)
 pd.set_option("display.width", 200)
 
@@ -101,7 +106,8 @@ train_pairs.sample(5, random_state=SEED)[[C.COL_TITLE, C.COL_QUERY, C.COL_RELEVA
 # convergence on held-out pairs: every `eval_steps` optimiser steps the loss on a fixed sample of (at most 2,000)
 # valid pairs is measured, the best weights are kept, and training stops once 3 evaluations in a row have not
 # lowered it by more than 0.01 nats (about 1 % of perplexity), or at the profile's step budget, which the
-# printout then names (`ecomrec.models.lm.train_selected`).
+# printout then names (`ecomrec.models.lm.train_selected`). Where the processor multiplies bfloat16 natively
+# (printed at the top), it trains in bf16 mixed precision: the weights stay fp32, the matrix products run in bf16.
 
 # %%
 tokenizer = train_wordpiece_tokenizer(train_pairs[C.COL_TITLE].tolist() + train_pairs[C.COL_QUERY].tolist())
@@ -115,7 +121,7 @@ print(f"{n_params / 1e6:.2f} M parameters; {len(train_data):,} training pairs; h
       f"at most {profile.gen_train_steps:,} steps")
 result = train_lm(model, tokenizer, train_data, valid_data, out_dir / "generator_checkpoints",
                   max_steps=profile.gen_train_steps, batch_size=64, learning_rate=1e-3, seed=SEED, device=device,
-                  logging_steps=eval_steps, eval_steps=eval_steps, patience=3, min_delta=0.01)
+                  logging_steps=eval_steps, eval_steps=eval_steps, patience=3, min_delta=0.01, bf16=bf16)
 reporting.record("augment/valid/scratch_generator/loss_before", result.eval_loss_before)
 reporting.record("augment/valid/scratch_generator/loss_after", result.eval_loss_after)
 reporting.record("augment/valid/scratch_generator/best_step", result.best_step)

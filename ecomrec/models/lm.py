@@ -127,9 +127,11 @@ def pair_dataset(tokenizer, sources: list[str], targets: list[str], max_length: 
 def train_lm(model, tokenizer, train_data, valid_data, out_dir: str | Path, epochs: float = 3.0,
              batch_size: int = 64, learning_rate: float = 1e-3, seed: int = C.SEED, device: str = "cpu",
              logging_steps: int = 50, max_steps: int = -1, warmup_steps: int = 100, eval_steps: int | None = None,
-             patience: int = 3, min_delta: float = 0.01) -> TrainResult:
+             patience: int = 3, min_delta: float = 0.01, bf16: bool = False) -> TrainResult:
     """Train a causal or encoder-decoder LM with the transformers Trainer; held-out loss before and after, and
-    with `eval_steps` the held-out selection of `train_selected` (early stopping, the best weights kept)."""
+    with `eval_steps` the held-out selection of `train_selected` (early stopping, the best weights kept).
+    `bf16`: bfloat16 mixed precision (autocast, the weights stay fp32), for hardware that has it natively
+    (`config.native_bf16`)."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     args = TrainingArguments(
@@ -137,7 +139,7 @@ def train_lm(model, tokenizer, train_data, valid_data, out_dir: str | Path, epoc
         per_device_eval_batch_size=batch_size * 2, learning_rate=learning_rate, warmup_steps=warmup_steps,
         lr_scheduler_type="cosine", weight_decay=0.01, train_sampling_strategy="group_by_length", logging_steps=logging_steps,
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps,
-        save_strategy="no", report_to=[], seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0,
+        save_strategy="no", report_to=[], seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0, bf16=bf16,
     )
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, padding=True)
     trainer = Trainer(model=model, args=args, train_dataset=train_data, eval_dataset=valid_data, data_collator=collator)

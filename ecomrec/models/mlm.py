@@ -183,9 +183,10 @@ def train_mlm(model, tokenizer, train_texts: Sequence[str], heldout_texts: Seque
               max_steps: int, batch_size: int = 32, learning_rate: float = 5e-4, seed: int = C.SEED,
               device: str = "cpu", logging_steps: int = 20, max_length: int = 64, warmup_steps: int = 0,
               train_only: str | None = None, eval_steps: int | None = None, patience: int = 3,
-              min_delta: float = 0.01) -> TrainResult:
+              min_delta: float = 0.01, bf16: bool = False) -> TrainResult:
     """Masked-LM training with the Trainer; held-out loss before and after on the same fixed masks, and with
-    `eval_steps` the held-out selection of `lm.train_selected` (early stopping, the best weights kept).
+    `eval_steps` the held-out selection of `lm.train_selected` (early stopping, the best weights kept). `bf16`:
+    bfloat16 mixed precision (autocast, the weights stay fp32), for hardware that has it natively.
 
     `train_only="cls"` freezes everything but the MLM head (used to fit MiniLM's new head before
     domain adaptation, so that "before" measures the general-domain encoder, not a random head).
@@ -204,7 +205,7 @@ def train_mlm(model, tokenizer, train_texts: Sequence[str], heldout_texts: Seque
         lr_scheduler_type="linear", weight_decay=0.01, logging_steps=logging_steps,
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps,
         save_strategy="no", report_to=[], seed=seed, use_cpu=device == "cpu", dataloader_num_workers=0,
-        remove_unused_columns=False,
+        remove_unused_columns=False, bf16=bf16,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                       data_collator=MLMCollator(tokenizer, seed=seed))

@@ -75,6 +75,21 @@ def test_generator_loss_falls_on_tiny_data(tokenizer, tmp_path, kind):
     assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
 
 
+def test_bf16_training_runs_under_autocast_and_still_learns(tokenizer, tmp_path):
+    import torch
+
+    model = tiny_model("t5", tokenizer)
+    seen = []
+    inner = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))  # inside the forward the Trainer autocasts
+    inner.register_forward_hook(lambda module, args, out: seen.append(torch.is_autocast_enabled("cpu")))
+    data = pair_dataset(tokenizer, [p[0] for p in PAIRS], [p[1] for p in PAIRS], seq2seq=True)
+    result = train_lm(model, tokenizer, data, data, tmp_path, max_steps=40, batch_size=8, learning_rate=5e-3,
+                      logging_steps=10, bf16=True)
+    assert seen and all(seen)  # every forward, training and held-out, under bf16 autocast
+    assert next(model.parameters()).dtype == torch.float32  # mixed precision: the weights stay fp32
+    assert result.eval_loss_after < 0.7 * result.eval_loss_before
+
+
 def test_heldout_selection_keeps_the_best_step_and_stops_on_patience(tokenizer, tmp_path):
     data = pair_dataset(tokenizer, [p[0] for p in PAIRS], [p[1] for p in PAIRS], seq2seq=True)
     result = train_lm(tiny_model("t5", tokenizer), tokenizer, data, data, tmp_path, max_steps=40, batch_size=8,

@@ -60,6 +60,19 @@ def test_small_bert_loss_falls_and_encoder_loads_as_sentence_model(tokenizer, tm
     assert emb.shape == (2, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
 
 
+def test_bf16_masked_lm_training_runs_under_autocast(tokenizer, tmp_path):
+    import torch
+
+    model = mlm.small_bert(tokenizer, layers=1, hidden=32, heads=2)
+    seen = []
+    inner = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))  # inside the forward the Trainer autocasts
+    inner.register_forward_hook(lambda module, args, out: seen.append(torch.is_autocast_enabled("cpu")))
+    result = mlm.train_mlm(model, tokenizer, TITLES, TITLES[:8], tmp_path / "ckpt", max_steps=40, batch_size=8,
+                           learning_rate=3e-3, logging_steps=5, bf16=True)
+    assert seen and all(seen) and next(model.parameters()).dtype == torch.float32
+    assert result.eval_loss_after < result.eval_loss_before - 0.5
+
+
 def test_head_only_training_freezes_the_encoder(tokenizer, tmp_path):
     model = mlm.small_bert(tokenizer, layers=1, hidden=32, heads=2)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
