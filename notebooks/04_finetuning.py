@@ -62,7 +62,7 @@ from ecomrec.models import two_tower
 from ecomrec.models.pipeline import FUSION_WEIGHTS, SearchPipeline, choose_fusion, fuse
 from ecomrec.models.reranker import choose_rerank, interpolate, mine_hard_negatives, train_reranker
 from ecomrec.models.selection import PATIENCE
-from ecomrec.models.search import COLLAPSED_COSINE, BM25Index, DenseIndex, encode, mean_pair_cosine
+from ecomrec.models.search import COLLAPSED_COSINE, BM25Index, Bf16Autocast, DenseIndex, encode, mean_pair_cosine
 from ecomrec.serve.export import ParallelOnnxCrossEncoder
 from ecomrec.storage import atomic_path, save_array
 
@@ -459,7 +459,7 @@ query_of = query_text.to_dict()
 
 
 def valid_rerank_ndcg(model) -> float:
-    reranked = R.rerank(model, query_of, title_of, valid_first, depth=VALID_RERANK_DEPTH, batch_size=64, bf16=bf16)
+    reranked = R.rerank(Bf16Autocast(model) if bf16 else model, query_of, title_of, valid_first, depth=VALID_RERANK_DEPTH, batch_size=64)
     return float(R.evaluate_run(rerank_qrels, reranked)["ndcg@10"].mean())
 
 

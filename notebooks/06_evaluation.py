@@ -25,6 +25,7 @@ DETERMINISTIC = False  # on CUDA: deterministic kernels, slower (make report DET
 BATCH_SIZE = 32
 ALPHA = 0.05
 POWER = 0.8
+BF16 = "auto"  # bfloat16 autocast for the adapters of the data-efficiency curve and the negatives ablation: "auto" = where the hardware has native bf16 (scripts/bf16_probe.py)
 
 # %%
 from ecomrec.notebook import quiet_libraries
@@ -61,6 +62,7 @@ profile, device, root, out_dir, frames, notebook_start = begin(
     needs=("04_finetuning", "04b_llm_synthesis", "05_hybrid_recommendation", "07_deployment"),
     deterministic=DETERMINISTIC)
 recorded = reporting.load_metrics(f"{REPORT_DIR}/{PROFILE}/metrics")
+bf16 = C.native_bf16(device) if BF16 == "auto" else bool(BF16)  # printed with the curve's learning rate
 
 # %% [markdown]
 # ## 1. Are the metrics right?
@@ -117,6 +119,10 @@ checks.style.format({"ecomrec": "{:.4f}", "ranx": "{:.4f}", "difference": "{:.1e
 #   about once per pass; training stops after 5 evaluations without a gain and keeps the best state (or at a budget of
 #   100 passes: the table's "budget stops" column counts the seeds that reached it). The learning
 #   rate is chosen on valid first: 3·10⁻³, 10⁻³ or 3·10⁻⁴, trained on the N = 1,000 subset (real only, first seed).
+#   Where the CPU multiplies bfloat16 natively (`BF16 = "auto"`, printed with the learning rate) the maps train
+#   under bf16 autocast, weights and loss in fp32, as the transformers of `02`-`04` do. Every evaluation searches
+#   the catalogue exactly: a bf16 product shortlists 40 products per query, they are re-scored in fp32, and a query
+#   whose 10th score is not clear of bf16's rounding bound is searched again in fp32 (`search.top_k_inner`).
 # * **Seeds.** Below N = all every point is trained with `curve_seeds` seeds; the seed draws the subset, the
 #   synthetic sample and the training order. NDCG@10 is the per-query mean over seeds, with a 95 % bootstrap
 #   interval over queries; Δ is the paired bootstrap against real only at the same N and seeds; the per-seed
@@ -231,25 +237,28 @@ real_pairs = (row_of_query[train_pairs[C.COL_QUERY_ID]].to_numpy(), row_of_produ
 n_search = min(1_000, len(train_ids))
 in_search = np.isin(train_pairs[C.COL_QUERY_ID], E.nested_subsets(train_ids, [n_search], SEED)[n_search])
 lr_valid = {lr: E.train_adapters(real_vectors, real_pairs[0][in_search], real_pairs[1][in_search], catalogue, score_valid,
-                                 learning_rate=lr, seed=SEED).best_valid for lr in (3e-3, 1e-3, 3e-4)}
+                                 learning_rate=lr, bf16=bf16, seed=SEED).best_valid for lr in (3e-3, 1e-3, 3e-4)}
 CURVE_LR = max(lr_valid, key=lr_valid.get)
 for lr, value in lr_valid.items():
     reporting.record(f"curve/valid/lr_{lr:g}/ndcg@10", value)
 reporting.record("curve/valid/all/learning_rate", CURVE_LR)
 print(f"learning rate on valid (real only, N = {n_search:,}): " + ", ".join(f"{lr:g} → {v:.4f}" for lr, v in lr_valid.items())
-      + f"; the curve uses {CURVE_LR:g}")
+      + f"; the curve uses {CURVE_LR:g}; bf16 autocast {'on' if bf16 else 'off'} (BF16 = {BF16!r})")
 
 # %%
 scores, curve_fits = E.run_curve(
     real_vectors, train_ids, real_pairs, sources, catalogue, profile.curve_sizes, curve_seeds, S, score_valid=score_valid,
     score_test=lambda fit: test_scorer(fit.queries(test_vectors), fit.catalogue(catalogue)),
-    zero_shot_test=test_scorer(test_vectors, catalogue), learning_rate=CURVE_LR, progress=True,
+    zero_shot_test=test_scorer(test_vectors, catalogue), learning_rate=CURVE_LR, bf16=bf16, progress=True,
     up_to={name: FILTER_UP_TO for name in sources if name == UNFILTERED_ROW})
 converged = np.mean([fit.stopped == PATIENCE for fit in curve_fits.values()])
 reporting.record("curve/valid/all/converged_share", float(converged))
-reporting.record("curve/train/all/seconds", float(sum(fit.seconds for fit in curve_fits.values())))
-print(f"{len(curve_fits)} points trained in {sum(f.seconds for f in curve_fits.values()):.0f} s; "
-      f"{converged:.0%} stopped by patience (converged), the rest by their budget")
+curve_seconds = {"seconds": sum(f.seconds for f in curve_fits.values()),
+                 "eval_seconds": sum(f.seconds - f.training_seconds for f in curve_fits.values())}
+for stat, value in curve_seconds.items():
+    reporting.record(f"curve/train/all/{stat}", float(value))
+print(f"{len(curve_fits)} points trained in {curve_seconds['seconds']:.0f} s, {curve_seconds['eval_seconds']:.0f} s of it "
+      f"valid evaluations; {converged:.0%} stopped by patience (converged), the rest by their budget")
 
 # %%
 curve = E.curve_table(scores, sources, curve_fits, seed=SEED)  # "budget stops": seeds that hit their budget
@@ -416,7 +425,7 @@ negative_rows = {"in-batch negatives only": {"negatives": 0},
 per_query, negative_fits = {}, {}
 for name, options in negative_rows.items():
     fit = E.train_adapters(real_vectors, *pair_rows, catalogue, score_valid, learning_rate=CURVE_LR,
-                           max_seconds=NEGATIVES_SECONDS, seed=SEED, **options)
+                           max_seconds=NEGATIVES_SECONDS, bf16=bf16, seed=SEED, **options)
     negative_fits[name] = fit
     per_query[name] = pd.Series(test_scorer(fit.queries(test_vectors), fit.catalogue(catalogue)), index=test_ids)
     print(f"{name}: {fit.history['step'].iloc[-1]:,} steps in {fit.seconds:.0f} s ({fit.stopped}), "

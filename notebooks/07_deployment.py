@@ -116,9 +116,9 @@ query_int8, cross_int8 = X.quantize_torch(encoder), X.quantize_torch(cross)
 for quantized, name in ((query_int8, "query_encoder_torch_int8.pt"), (cross_int8, "cross_encoder_torch_int8.pt")):
     with atomic_path(deploy / name) as tmp:  # atomic, as every artifact
         torch.save(quantized.state_dict(), tmp)
-query_versions = {"PyTorch fp32": encoder, "PyTorch bf16": X.Bf16Autocast(encoder), "PyTorch int8": query_int8,
+query_versions = {"PyTorch fp32": encoder, "PyTorch bf16": Bf16Autocast(encoder), "PyTorch int8": query_int8,
                   "ONNX fp32": X.OnnxSentenceEncoder(query_onnx), "ONNX int8": X.OnnxSentenceEncoder(query_onnx_int8)}
-cross_versions = {"PyTorch fp32": cross, "PyTorch bf16": X.Bf16Autocast(cross), "PyTorch int8": cross_int8,
+cross_versions = {"PyTorch fp32": cross, "PyTorch bf16": Bf16Autocast(cross), "PyTorch int8": cross_int8,
                   "ONNX fp32": X.OnnxCrossEncoder(cross_onnx), "ONNX int8": X.OnnxCrossEncoder(cross_onnx_int8)}
 sizes = {("query encoder", "PyTorch fp32"): X.file_size_mb(finetune / "biencoder_best" / "model.safetensors"),
          ("query encoder", "PyTorch bf16"): X.file_size_mb(finetune / "biencoder_best" / "model.safetensors"),  # the fp32 file

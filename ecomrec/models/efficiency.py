@@ -35,6 +35,7 @@ from ecomrec import config as C
 from ecomrec.metrics import bootstrap_ci, seed_pooled_paired, verdict
 from ecomrec.models.loop import LoopFit, train_until_valid
 from ecomrec.models.query_tower import DocumentMap, map_catalogue, training_examples
+from ecomrec.models.search import top_k_inner
 from ecomrec.models.selection import PATIENCE
 from ecomrec.progress import progress as progress_bar
 
@@ -107,7 +108,8 @@ class AdapterFit(LoopFit):
 
 
 class NdcgScorer:
-    """Per-query NDCG@k of query vectors searched exactly over catalogue vectors, without building a run frame.
+    """Per-query NDCG@k of query vectors searched exactly over catalogue vectors (`search.top_k_inner`: a certified bf16
+    shortlist where the CPU has native bf16, about twice as fast), without building a run frame.
 
     `query_ids` fixes the query order of every call; `product_ids` are the catalogue rows' ids; `qrels` holds
     (query_id, product_id, gain) with graded gains (as `ecomrec.models.retrieval.search_qrels` gives)."""
@@ -140,7 +142,7 @@ class NdcgScorer:
         if len(q) != len(self.query_ids) or len(d) != self.n_products:
             raise ValueError(f"expected {len(self.query_ids)} queries and {self.n_products} products, "
                              f"got {len(q)} and {len(d)}")
-        top = torch.topk(q @ d.T, self.k, dim=1).indices.numpy()
+        top = top_k_inner(q, d, self.k)[1].numpy()
         keys = np.arange(len(q))[:, None] * self.n_products + top
         at = np.clip(np.searchsorted(self.keys, keys), 0, max(len(self.keys) - 1, 0))
         gains = np.where(self.keys[at] == keys, self.gains[at], 0.0) if len(self.keys) else np.zeros(keys.shape)
@@ -152,7 +154,7 @@ def train_adapters(query_vectors: np.ndarray, query_index: Sequence[int], produc
                    doc_map_rank: int = 32, batch_size: int = 256, learning_rate: float = 1e-3, scale: float = 20.0,
                    negatives: int | None = 4096, hard: np.ndarray | None = None, eval_every: int | None = None,
                    patience: int = 5, max_epochs: float = 100.0, max_seconds: float | None = None,
-                   seed: int = C.SEED) -> AdapterFit:
+                   bf16: bool = False, seed: int = C.SEED) -> AdapterFit:
     """Train a `QueryMap` and a `DocumentMap` on pairs (query_vectors[query_index[i]], catalogue row product_index[i])
     with a softmax over the batch's positives and `negatives` products drawn uniformly for each batch (None, or at
     least the catalogue's size: the whole catalogue; 0: the batch's positives only, "in-batch negatives"); the
@@ -162,7 +164,9 @@ def train_adapters(query_vectors: np.ndarray, query_index: Sequence[int], produc
     `score_valid(fit)` returns the valid score to maximise (`fit.queries(...)` and `fit.catalogue(...)` apply the
     current maps). It is measured at step 0 and every `eval_every` steps (default: about one pass over the pairs,
     at most 20 steps); training stops after `patience` evaluations without a gain or at `max_epochs` passes, and
-    the best state is restored. A set under one batch trains with one batch of all its pairs."""
+    the best state is restored. A set under one batch trains with one batch of all its pairs. `bf16`: the maps and the
+    logits under bfloat16 autocast (weights, loss and evaluation stay fp32); about 1.5× faster per step on a CPU
+    with native bf16 (`config.native_bf16`), slower elsewhere."""
     if len(query_index) != len(product_index):
         raise ValueError(f"{len(query_index)} query rows but {len(product_index)} product rows")
     pairs, positives = training_examples(query_index, product_index)
@@ -186,7 +190,9 @@ def train_adapters(query_vectors: np.ndarray, query_index: Sequence[int], produc
         candidates = (np.arange(len(documents)) if every_product else
                       np.unique(np.concatenate([batch[:, 1], rng.choice(len(documents), negatives, replace=False)])))
         products = documents[candidates] if hard is None else torch.cat([documents[candidates], hard[rows]])
-        logits = scale * query_map(queries[batch[:, 0]]) @ doc_map(products).T  # hard negatives after the candidates
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = scale * query_map(queries[batch[:, 0]]) @ doc_map(products).T  # hard negatives after the candidates
+        logits = logits.float()
         others = np.array([(row, p) for row, (query, target) in enumerate(batch) for p in positives[query] if p != target],
                           dtype=np.int64).reshape(-1, 2)
         at = np.searchsorted(candidates, others[:, 1])

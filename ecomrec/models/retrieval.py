@@ -274,32 +274,26 @@ def fit_grade_calibration(scores, grades):
 
 
 def score_pairs(cross_encoder, queries: dict, titles: dict, pairs: pd.DataFrame, batch_size: int = 128,
-                cache: dict | None = None, bf16: bool = False) -> np.ndarray:
+                cache: dict | None = None) -> np.ndarray:
     """Cross-encoder scores of `pairs` (query_id, product_id), in their order; `queries` and `titles` map ids to
     text. `cache` maps (query id, product id) to a score already computed: only the pairs missing from it are
-    scored (each once), and it is updated in place. `bf16`: a PyTorch cross-encoder under bfloat16 autocast
-    (scores within about 1e-3 of float32's, about 1.45× faster on a CPU with native bf16)."""
+    scored (each once), and it is updated in place. For bfloat16, pass `search.Bf16Autocast(cross_encoder)`."""
     cache = {} if cache is None else cache
     keys = list(zip(pairs[C.COL_QUERY_ID], pairs[C.COL_PRODUCT_ID]))
     missing = list(dict.fromkeys(key for key in keys if key not in cache))
     if missing:
-        import torch
-
         texts = [(queries[q], titles[p]) for q, p in missing]
-        if bf16 and getattr(cross_encoder, "device", None) is None:
-            raise ValueError("bf16 autocast needs a PyTorch cross-encoder; this one has no device")
-        with torch.autocast(cross_encoder.device.type if bf16 else "cpu", dtype=torch.bfloat16, enabled=bf16):
-            scores = cross_encoder.predict(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
+        scores = cross_encoder.predict(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
         cache.update(zip(missing, np.asarray(scores, dtype=float).tolist()))
     return np.array([cache[key] for key in keys], dtype=float)
 
 
 def rerank(cross_encoder, queries: dict, titles: dict, run: pd.DataFrame, depth: int = 100,
-           batch_size: int = 128, cache: dict | None = None, bf16: bool = False) -> pd.DataFrame:
+           batch_size: int = 128, cache: dict | None = None) -> pd.DataFrame:
     """Re-score each query's top `depth` products of `run` with a cross-encoder; returns a new run.
 
     `cache` maps (query id, product id) to a score already computed (e.g. for another first stage over the
-    same queries); only the pairs missing from it are scored, and it is updated in place. `bf16` as `score_pairs`.
+    same queries); only the pairs missing from it are scored, and it is updated in place.
     """
     top = top_k(run, depth)
-    return top.assign(score=score_pairs(cross_encoder, queries, titles, top, batch_size=batch_size, cache=cache, bf16=bf16))
+    return top.assign(score=score_pairs(cross_encoder, queries, titles, top, batch_size=batch_size, cache=cache))

@@ -74,23 +74,60 @@ class BM25Index:
         return found, np.where(scores > 0, scores, -1.0)
 
 
+SHORTLIST_MAX_K = 25  # top_k_inner shortlists in bf16 only for k up to this: deeper, the fp32 product is as fast
+SHORTLIST_FACTOR = 4  # ... keeping this many candidates per result, re-scored in fp32
+BF16_DOT_BOUND = 2.0 ** -6  # |bf16 product − fp32 product| ≤ this × |q| × |d|: inputs and output rounded to bf16
+# (unit roundoff u = 2^-8 each: (2u + u²)·Σ|q_i d_i| + u·|q·d| ≤ 3.004u·|q||d| by Cauchy–Schwarz), with room for fp32 accumulation
+
+
+def top_k_inner(queries: torch.Tensor, catalogue: torch.Tensor, k: int, bf16: bool | None = None,
+                catalogue_bf16: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest inner products of each query row with the catalogue rows: (scores, row indices), best first,
+    the scores those of the fp32 product.
+
+    Where the CPU multiplies bf16 natively (`bf16=None`: `config.native_bf16("cpu")`) and k ≤ `SHORTLIST_MAX_K`, a
+    bf16 product (about twice as fast) shortlists `SHORTLIST_FACTOR`·k rows per query, which are re-scored in fp32.
+    The result is certified: a row outside the shortlist scores at most the shortlist's last bf16 score plus
+    `BF16_DOT_BOUND`·|q|·max|d| in fp32, so a query whose k-th re-scored product is above that is exact, and any other
+    query is recomputed in fp32. The top k is therefore fp32's; only the order of equal scores (duplicate
+    products) may differ. `catalogue_bf16`: the catalogue already in bf16, to convert it once for many calls."""
+    k = min(k, len(catalogue))
+    shortlist = min(SHORTLIST_FACTOR * k, len(catalogue))
+    if bf16 is None:
+        bf16 = C.native_bf16("cpu")
+    if not bf16 or k > SHORTLIST_MAX_K or shortlist == len(catalogue) or queries.device.type != "cpu":
+        return torch.topk(queries @ catalogue.T, k, dim=1)
+    coarse = queries.bfloat16() @ (catalogue.bfloat16() if catalogue_bf16 is None else catalogue_bf16).T
+    bound_scores, candidates = torch.topk(coarse, shortlist, dim=1)
+    exact = torch.einsum("qd,qmd->qm", queries, catalogue[candidates])
+    scores, at = torch.topk(exact, k, dim=1)
+    rows = torch.gather(candidates, 1, at)
+    slack = BF16_DOT_BOUND * queries.norm(dim=1) * catalogue.norm(dim=1).max()
+    unsure = (scores[:, -1] <= bound_scores[:, -1].float() + slack).nonzero()[:, 0]
+    if len(unsure):
+        scores[unsure], rows[unsure] = torch.topk(queries[unsure] @ catalogue.T, k, dim=1)
+    return scores, rows
+
+
 class DenseIndex:
-    """Exact inner-product search over L2-normalised embeddings (cosine similarity), in chunks."""
+    """Exact inner-product search over L2-normalised embeddings (cosine similarity), in chunks (`top_k_inner`)."""
 
     def __init__(self, ids: Sequence, embeddings: np.ndarray):
         if len(ids) != len(embeddings):
             raise ValueError(f"{len(ids)} ids for {len(embeddings)} embeddings")
         self.ids = np.asarray(ids)
         self.embeddings = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
+        self._bf16 = None  # the bf16 copy top_k_inner shortlists with, made at the first search that needs it
 
     def search(self, query_embeddings: np.ndarray, k: int = 10, chunk: int = 2048,
                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self.ids))
         queries = torch.from_numpy(np.ascontiguousarray(query_embeddings, dtype=np.float32))
+        if self._bf16 is None and k <= SHORTLIST_MAX_K and C.native_bf16("cpu"):
+            self._bf16 = self.embeddings.bfloat16()
         top_ids, top_scores = [], []
         for start in progress_bar(range(0, len(queries), chunk), desc="dense search", disable=not progress):
-            scores = queries[start:start + chunk] @ self.embeddings.T
-            values, indices = torch.topk(scores, k, dim=1)
+            values, indices = top_k_inner(queries[start:start + chunk], self.embeddings, k, catalogue_bf16=self._bf16)
             top_ids.append(self.ids[indices.numpy()])
             top_scores.append(values.numpy())
         if not top_ids:
@@ -117,25 +154,44 @@ def native_bf16_encoder(encoder) -> bool:
     return device is not None and C.native_bf16(str(device))
 
 
+class Bf16Autocast:
+    """A PyTorch SentenceTransformer or CrossEncoder whose `encode` / `predict` run under bfloat16 autocast: the same
+    fp32 weights, matrix products in bf16 (native, about twice the fp32 rate, on CPUs with AVX512-BF16 or AMX and
+    on recent GPUs; emulated and slower elsewhere). Nothing is exported or stored. The one place this package
+    autocasts a model for inference: `encode` wraps with it, and a cross-encoder is wrapped before re-ranking."""
+
+    def __init__(self, model):
+        if getattr(model, "device", None) is None:
+            raise TypeError(f"{type(model).__name__} is not a PyTorch model: bf16 autocast needs one")
+        self.model, self.device = model, model.device
+
+    def encode(self, texts, **kwargs) -> np.ndarray:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            return self.model.encode(texts, **kwargs)
+
+    def predict(self, pairs, **kwargs) -> np.ndarray:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            return self.model.predict(pairs, **kwargs)
+
+    def get_embedding_dimension(self) -> int:
+        return self.model.get_embedding_dimension()
+
+
 def encode(encoder, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
            chunk: int = 4096, bf16: bool | None = None) -> np.ndarray:
     """L2-normalised sentence embeddings as float32 (a terse progress bar: one line per 15 s).
 
-    `bf16`: the encoder's forward under bfloat16 autocast. None (the default) = where the device multiplies bf16
-    natively (`config.native_bf16`): there it is about 1.7× faster than float32, with a cosine to the float32
-    vector above 0.9999 (`07` measures both on the fine-tuned encoder); elsewhere bf16 is emulated and slower, so
-    float32. Pass False where float32 itself is the point (parity checks against another runtime). An encoder
-    that is not a PyTorch model (no `device`: ONNX Runtime) runs as it is."""
+    `bf16`: the encoder's forward under bfloat16 autocast (`Bf16Autocast`). None (the default) = where the device
+    multiplies bf16 natively (`config.native_bf16`): there it is about 1.7× faster than float32, with a cosine to
+    the float32 vector above 0.9999 (`07` measures both on the fine-tuned encoder); elsewhere bf16 is emulated and
+    slower, so float32. Pass False where float32 itself is the point (parity checks against another runtime). An
+    encoder that is not a PyTorch model (no `device`: ONNX Runtime) runs as it is, and asking it for bf16 raises."""
     texts = list(texts)
-    device = getattr(encoder, "device", None)
-    if bf16 is None:
-        bf16 = native_bf16_encoder(encoder)
-    if bf16 and device is None:
-        raise ValueError("bf16 autocast needs a PyTorch encoder; this one has no device")
-    with torch.autocast(device.type if device is not None else "cpu", dtype=torch.bfloat16, enabled=bf16):
-        parts = [encoder.encode(texts[start:start + chunk], batch_size=batch_size, normalize_embeddings=True,
-                                convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
-                 for start in progress_bar(range(0, len(texts), chunk), desc="encode", disable=not progress)]
+    if bf16 if bf16 is not None else native_bf16_encoder(encoder):
+        encoder = Bf16Autocast(encoder)
+    parts = [encoder.encode(texts[start:start + chunk], batch_size=batch_size, normalize_embeddings=True,
+                            convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+             for start in progress_bar(range(0, len(texts), chunk), desc="encode", disable=not progress)]
     return np.concatenate(parts) if parts else np.empty((0, encoder.get_embedding_dimension()), np.float32)
 
 

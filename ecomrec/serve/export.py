@@ -216,28 +216,6 @@ class OnnxCrossEncoder(_OnnxModel):
         return self._run([tuple(p) for p in pairs], batch_size, pairs=True).astype(np.float32, copy=False)
 
 
-class Bf16Autocast:
-    """A PyTorch SentenceTransformer or CrossEncoder whose `encode` / `predict` run under bfloat16 autocast: the same
-    fp32 weights, matrix products in bf16 (native, about twice the fp32 rate, on CPUs with AVX512-BF16 or AMX and
-    on recent GPUs; emulated and slower elsewhere). Nothing is exported or stored."""
-
-    def __init__(self, model):
-        if getattr(model, "device", None) is None:
-            raise TypeError(f"{type(model).__name__} is not a PyTorch model: bf16 autocast needs one")
-        self.model, self.device = model, model.device
-
-    def encode(self, texts, **kwargs) -> np.ndarray:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            return self.model.encode(texts, **kwargs)
-
-    def predict(self, pairs, **kwargs) -> np.ndarray:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            return self.model.predict(pairs, **kwargs)
-
-    def get_embedding_dimension(self) -> int:
-        return self.model.get_embedding_dimension()
-
-
 def file_size_mb(path: str | Path) -> float:
     """Size on disk in MB (10^6 bytes) of a file, or of every file under a folder."""
     path = Path(path)

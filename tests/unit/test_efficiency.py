@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from ecomrec import config as C
 from ecomrec.metrics import per_query_metrics
@@ -84,6 +85,18 @@ def test_adapters_start_at_the_fixed_vectors_and_learn_a_planted_task():
     assert fit.history["valid"].iloc[0] == pytest.approx(zero_shot)  # step 0: the maps start as the identity
     assert fit.best_valid > zero_shot + 0.3
     assert float(scorer(fit.queries(queries[valid]), fit.catalogue(catalogue)).mean()) == pytest.approx(fit.best_valid)
+    autocast = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: autocast.append(torch.is_autocast_enabled("cpu")) if isinstance(module, torch.nn.Linear) else None)
+    try:  # mixed precision: the forward under bf16 autocast, and it learns the same task
+        mixed = train_adapters(queries, train, targets[train], catalogue,
+                               lambda f: float(scorer(f.queries(queries[valid]), f.catalogue(catalogue)).mean()),
+                               hidden=64, doc_map_rank=8, batch_size=64, learning_rate=3e-3, negatives=100, patience=4,
+                               max_epochs=60, bf16=True)
+    finally:
+        hook.remove()
+    assert True in autocast and mixed.best_valid > zero_shot + 0.3
+    assert next(mixed.query_map.parameters()).dtype == torch.float32
     with pytest.raises(ValueError, match="outside"):
         train_adapters(queries, [0, 1], [0, n_products], catalogue, lambda f: 0.0)
     with pytest.raises(ValueError, match="hard negatives"):

@@ -167,3 +167,50 @@ def test_mean_pair_cosine_tells_collapsed_vectors_from_spread_ones():
     for bad in (np.ones((1, 4)), np.ones(4), np.vstack([np.ones(4), np.zeros(4)])):
         with pytest.raises(ValueError):
             mean_pair_cosine(bad)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_top_k_inner_bf16_shortlist_returns_the_fp32_top_k():
+    import torch
+
+    from ecomrec.models.search import top_k_inner
+
+    rng = np.random.default_rng(0)
+    queries, catalogue = torch.from_numpy(_unit(rng.normal(size=(64, 32)))), torch.from_numpy(_unit(rng.normal(size=(3000, 32))))
+    expected_scores, expected_rows = torch.topk(queries @ catalogue.T, 10, dim=1)
+    scores, rows = top_k_inner(queries, catalogue, 10, bf16=True)
+    np.testing.assert_allclose(scores.numpy(), expected_scores.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(rows.numpy(), expected_rows.numpy())  # random vectors: no ties
+    deep_scores, _ = top_k_inner(queries, catalogue, 100, bf16=True)  # past SHORTLIST_MAX_K: the plain product
+    np.testing.assert_allclose(deep_scores.numpy(), torch.topk(queries @ catalogue.T, 100, dim=1).values.numpy(), atol=1e-6)
+
+
+def test_top_k_inner_recomputes_what_bf16_cannot_tell_apart():
+    import torch
+
+    from ecomrec.models.search import top_k_inner
+
+    # 3,000 products whose cosine to the query lies in [0.7, 0.7001]: bf16 rounds every one of them to 0.69921875,
+    # below the true score, so its shortlist of 40 is an arbitrary 40 and looks certain unless the rounding bound
+    # is allowed for; only the fp32 recomputation finds the true top 10
+    cosine = 0.7 + 1e-4 * np.random.default_rng(1).permutation(3000) / 3000
+    catalogue = torch.from_numpy(np.stack([cosine, np.sqrt(1 - cosine ** 2), np.zeros(3000)], axis=1).astype(np.float32))
+    queries = torch.tensor([[1.0, 0.0, 0.0]] * 8)
+    exact = torch.topk(queries @ catalogue.T, 10, dim=1)
+    coarse = torch.topk(queries.bfloat16() @ catalogue.bfloat16().T, 40, dim=1).indices
+    assert not set(exact.indices[0].tolist()) <= set(coarse[0].tolist())  # the trap is real
+    scores, rows = top_k_inner(queries, catalogue, 10, bf16=True)
+    np.testing.assert_array_equal(np.sort(rows.numpy(), axis=1), np.sort(exact.indices.numpy(), axis=1))
+    np.testing.assert_allclose(scores.numpy(), exact.values.numpy(), atol=1e-6)
+
+
+def test_dense_index_search_is_exact_with_a_bf16_shortlist():
+    rng = np.random.default_rng(2)
+    vectors, queries = _unit(rng.normal(size=(2000, 24))), _unit(rng.normal(size=(50, 24)))
+    found, scores = DenseIndex(np.arange(2000) + 7, vectors).search(queries, k=5, chunk=16)
+    expected = np.argsort(-(queries @ vectors.T), axis=1)[:, :5] + 7
+    np.testing.assert_array_equal(found, expected)
+    np.testing.assert_allclose(scores, np.sort(queries @ vectors.T, axis=1)[:, ::-1][:, :5], atol=1e-5)

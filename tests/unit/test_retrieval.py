@@ -96,8 +96,10 @@ def test_rerank_cache_scores_each_pair_once():
     assert dict(zip(b[C.COL_PRODUCT_ID], b["score"]))[11] == dict(zip(a[C.COL_PRODUCT_ID], a["score"]))[11] == -9
 
 
-def test_rerank_under_bf16_autocast_only_when_asked():
+def test_rerank_under_bf16_autocast_only_when_the_model_is_wrapped():
     import torch
+
+    from ecomrec.models.search import Bf16Autocast
 
     class Recording:
         device = torch.device("cpu")
@@ -111,15 +113,16 @@ def test_rerank_under_bf16_autocast_only_when_asked():
 
     titles, run = {10: "a long title", 11: "mid title"}, R.run_frame([1], np.array([[10, 11]]), np.array([[2.0, 1.0]]))
     model = Recording()
-    R.rerank(model, {1: "q"}, titles, run, depth=2)
-    R.rerank(model, {1: "q"}, titles, run, depth=2, bf16=True)
+    plain = R.rerank(model, {1: "q"}, titles, run, depth=2)
+    wrapped = R.rerank(Bf16Autocast(model), {1: "q"}, titles, run, depth=2)
     assert model.autocast == [False, True]
+    pd.testing.assert_frame_equal(plain, wrapped)
 
     class NoDevice:  # e.g. ONNX Runtime: autocast would do nothing, so asking for it is an error
         predict = Recording.predict
 
-    with pytest.raises(ValueError, match="PyTorch"):
-        R.rerank(NoDevice(), {1: "q"}, titles, run, depth=2, bf16=True)
+    with pytest.raises(TypeError, match="PyTorch"):
+        Bf16Autocast(NoDevice())
 
 
 @pytest.fixture(scope="module")
