@@ -45,7 +45,7 @@ from ecomrec.progress import progress
 from ecomrec.metrics import paired_bootstrap, verdict
 from ecomrec.models import retrieval as R
 from ecomrec.models.encoders import sentence_encoder
-from ecomrec.models.search import DenseIndex, encode
+from ecomrec.models.search import Bf16Autocast, DenseIndex, encode
 from ecomrec.recommend.models import ItemKNN
 from ecomrec.serve import bench
 from ecomrec.serve import export as X

@@ -127,3 +127,38 @@ def test_every_chapter_is_a_lesson():
         long = [(i, n) for i, c in enumerate(cells) if c.cell_type == "code"
                 and (n := sum(1 for line in c.source.splitlines() if line.strip())) > 30]
         assert long == [], f"{source.name}: code cells (index, lines) over 30 lines: {long}"
+
+
+def _unbound_names(source: str) -> set[str]:
+    """Names a script reads that nothing in it binds (assignment, import, def, class, loop, comprehension, with,
+    except, argument) and that are not builtins: a name used but never imported fails only when its cell runs,
+    possibly an hour into a full report. Scope-blind on purpose: a name bound anywhere counts as bound."""
+    import ast
+    import builtins
+
+    tree, bound, read = ast.parse(source), set(dir(builtins)) | {"display", "get_ipython"}, set()  # IPython's too
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, (ast.Store, ast.Del)) else read).add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound.update(node.names)
+        elif isinstance(node, ast.NamedExpr):
+            bound.add(node.target.id)
+    return read - bound
+
+
+def test_unbound_names_finds_a_name_that_was_never_imported():
+    assert _unbound_names("from m import a\nb = a(1)\nc = Wrapper(b)\nprint([x for x in range(3)], len)") == {"Wrapper"}
+
+
+@pytest.mark.parametrize("source", sorted((ROOT / "notebooks").glob("*.py")), ids=lambda p: p.stem)
+def test_every_name_a_notebook_reads_is_bound(source):
+    assert _unbound_names(source.read_text()) == set(), f"{source.name} reads names it never binds or imports"
