@@ -254,7 +254,7 @@ scores, curve_fits = E.run_curve(
 converged = np.mean([fit.stopped == PATIENCE for fit in curve_fits.values()])
 reporting.record("curve/valid/all/converged_share", float(converged))
 curve_seconds = {"seconds": sum(f.seconds for f in curve_fits.values()),
-                 "eval_seconds": sum(f.seconds - f.training_seconds for f in curve_fits.values())}
+                 "eval_seconds": sum(f.history["eval_seconds"].sum() for f in curve_fits.values())}
 for stat, value in curve_seconds.items():
     reporting.record(f"curve/train/all/{stat}", float(value))
 print(f"{len(curve_fits)} points trained in {curve_seconds['seconds']:.0f} s, {curve_seconds['eval_seconds']:.0f} s of it "

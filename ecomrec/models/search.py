@@ -4,7 +4,7 @@ doc2query document expansion."""
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,7 @@ BF16_DOT_BOUND = 2.0 ** -6  # |bf16 product − fp32 product| ≤ this × |q| ×
 
 
 def top_k_inner(queries: torch.Tensor, catalogue: torch.Tensor, k: int, bf16: bool | None = None,
-                catalogue_bf16: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                catalogue_bf16: Callable[[], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest inner products of each query row with the catalogue rows: (scores, row indices), best first,
     the scores those of the fp32 product.
 
@@ -90,14 +90,15 @@ def top_k_inner(queries: torch.Tensor, catalogue: torch.Tensor, k: int, bf16: bo
     The result is certified: a row outside the shortlist scores at most the shortlist's last bf16 score plus
     `BF16_DOT_BOUND`·|q|·max|d| in fp32, so a query whose k-th re-scored product is above that is exact, and any other
     query is recomputed in fp32. The top k is therefore fp32's; only the order of equal scores (duplicate
-    products) may differ. `catalogue_bf16`: the catalogue already in bf16, to convert it once for many calls."""
+    products) may differ. `catalogue_bf16`: returns the catalogue already in bf16 (called only when the shortlist
+    runs), to convert it once for many calls."""
     k = min(k, len(catalogue))
     shortlist = min(SHORTLIST_FACTOR * k, len(catalogue))
     if bf16 is None:
         bf16 = C.native_bf16("cpu")
     if not bf16 or k > SHORTLIST_MAX_K or shortlist == len(catalogue) or queries.device.type != "cpu":
         return torch.topk(queries @ catalogue.T, k, dim=1)
-    coarse = queries.bfloat16() @ (catalogue.bfloat16() if catalogue_bf16 is None else catalogue_bf16).T
+    coarse = queries.bfloat16() @ (catalogue.bfloat16() if catalogue_bf16 is None else catalogue_bf16()).T
     bound_scores, candidates = torch.topk(coarse, shortlist, dim=1)
     exact = torch.einsum("qd,qmd->qm", queries, catalogue[candidates])
     scores, at = torch.topk(exact, k, dim=1)
@@ -117,17 +118,19 @@ class DenseIndex:
             raise ValueError(f"{len(ids)} ids for {len(embeddings)} embeddings")
         self.ids = np.asarray(ids)
         self.embeddings = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
-        self._bf16 = None  # the bf16 copy top_k_inner shortlists with, made at the first search that needs it
+
+    @functools.cached_property
+    def _embeddings_bf16(self) -> torch.Tensor:
+        """The bf16 copy `top_k_inner` shortlists with: made at the first search that uses it, kept for the next."""
+        return self.embeddings.bfloat16()
 
     def search(self, query_embeddings: np.ndarray, k: int = 10, chunk: int = 2048,
                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self.ids))
         queries = torch.from_numpy(np.ascontiguousarray(query_embeddings, dtype=np.float32))
-        if self._bf16 is None and k <= SHORTLIST_MAX_K and C.native_bf16("cpu"):
-            self._bf16 = self.embeddings.bfloat16()
         top_ids, top_scores = [], []
         for start in progress_bar(range(0, len(queries), chunk), desc="dense search", disable=not progress):
-            values, indices = top_k_inner(queries[start:start + chunk], self.embeddings, k, catalogue_bf16=self._bf16)
+            values, indices = top_k_inner(queries[start:start + chunk], self.embeddings, k, catalogue_bf16=lambda: self._embeddings_bf16)
             top_ids.append(self.ids[indices.numpy()])
             top_scores.append(values.numpy())
         if not top_ids:
