@@ -53,12 +53,13 @@ def search(name: str, space: Space, valid_targets: dict, n_trials: int, seed: in
            pruning: bool = False, progress: bool = False) -> Tuned:
     """Run `n_trials` trials (the first is `space.defaults`) maximising validation NDCG@10."""
     import optuna
+    from implicit.recommender_base import ModelFitError
 
     from ecomrec.progress import progress as progress_bar
 
     if n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's warning would repeat search_table's count
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5) if pruning else optuna.pruners.NopPruner()
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner,
                                 study_name=name)
@@ -68,7 +69,11 @@ def search(name: str, space: Space, valid_targets: dict, n_trials: int, seed: in
     def objective(trial):
         params = space.sample(trial)
         start = time.perf_counter()
-        model = space.fit(params, trial)
+        try:
+            model = space.fit(params, trial)
+        except ModelFitError as error:  # a configuration that diverges (e.g. BPR's NaN factors at a high learning
+            trial.set_user_attr("failure", str(error))  # rate) is a failed trial, counted in the table, not the
+            return float("nan")  # end of the search: optuna marks a NaN value FAIL; `trials` keeps the reason
         value = mean_ndcg(model, valid_targets)
         trial.set_user_attr("fit_seconds", time.perf_counter() - start)
         for attr in ("best_epoch", "stopped"):
@@ -79,12 +84,8 @@ def search(name: str, space: Space, valid_targets: dict, n_trials: int, seed: in
         return value
 
     start = time.perf_counter()
-    from implicit.recommender_base import ModelFitError
-
     with progress_bar(total=n_trials, desc=f"{name} search", disable=not progress) as bar:
-        # a configuration that diverges (e.g. BPR's NaN factors at a high learning rate) is a failed trial,
-        # counted in the table, not the end of the search
-        study.optimize(objective, n_trials=n_trials, catch=(ModelFitError,),
+        study.optimize(objective, n_trials=n_trials,
                        callbacks=[lambda study, trial: (bar.update(1), bar.set_postfix(best=f"{best['value']:.4f}", refresh=False))])
     trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "user_attrs"))
     trials.columns = [c.replace("params_", "").replace("user_attrs_", "") for c in trials.columns]

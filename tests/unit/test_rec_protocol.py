@@ -236,6 +236,7 @@ def test_a_diverging_trial_is_counted_as_failed_and_the_search_goes_on():
     space = T.Space({"regularization": 100.0}, lambda t: {"regularization": t.suggest_float("regularization", 1.0, 5.0)}, fit)
     tuned = T.search("EASE", space, loo.targets("valid"), n_trials=4)
     assert tuned.failed == 1 and len(tuned.trials) == 4 and tuned.best_params["regularization"] <= 5.0
+    assert tuned.trials.loc[tuned.trials["state"] == "FAIL", "failure"].tolist() == ["NaN encountered in factors"]
     assert "failed (diverged)" in search_table_columns(tuned)
 
 
