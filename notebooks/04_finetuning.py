@@ -770,7 +770,7 @@ plt.show()
 # plausible candidates): read the two together.
 
 # %%
-rows, test_judged = [], frames["homedepot/judgments_test"]
+rows, intervals, test_judged = [], {}, frames["homedepot/judgments_test"]
 reference = per_query[("MiniLM zero-shot", "test")]["ndcg@10"]
 for (name, split), scores in per_query.items():
     if split != "test":
@@ -780,6 +780,7 @@ for (name, split), scores in per_query.items():
     for metric in R.SEARCH_METRICS:
         mean, low, high = bootstrap_ci(scores[metric].to_numpy(), seed=SEED)
         row[metric], row[f"{metric} 95% CI"] = mean, f"[{low:.3f}, {high:.3f}]"
+        intervals[(name, metric)] = (low, high)  # the numbers, for the error bars below (the column is rounded text)
         reporting.record(f"search/test/{key}/{metric}", mean)
         reporting.record(f"search/test/{key}/{metric}_ci_low", low)
         reporting.record(f"search/test/{key}/{metric}_ci_high", high)
@@ -800,10 +801,16 @@ reporting.record("search/test/selected_on_valid/ndcg@10", float(table.loc[select
 table.style.format({m: "{:.3f}" for m in [*R.SEARCH_METRICS, "NDCG@10 judged-only", "valid NDCG@10"]}, na_rep="—")
 
 # %%
+def ci_errors(names) -> np.ndarray:
+    """Error-bar lengths below and above each system's test NDCG@10, from its bootstrap interval (a percentile
+    interval need not contain the mean, hence the floor at 0)."""
+    means = np.array([table.loc[n, "ndcg@10"] for n in names])
+    low, high = np.array([intervals[(n, "ndcg@10")] for n in names]).T
+    return np.maximum([means - low, high - means], 0.0)
+
+
 fig, ax = plt.subplots(figsize=(9, 0.45 * len(table) + 1))
-errors = np.array([[table.loc[n, "ndcg@10"] - float(table.loc[n, "ndcg@10 95% CI"][1:-1].split(",")[0]),
-                    float(table.loc[n, "ndcg@10 95% CI"][1:-1].split(",")[1]) - table.loc[n, "ndcg@10"]] for n in table.index]).T
-ax.barh(table.index, table["ndcg@10"], xerr=errors, color=["tab:gray" if n in ("BM25", "MiniLM zero-shot") else "tab:blue" for n in table.index])
+ax.barh(table.index, table["ndcg@10"], xerr=ci_errors(table.index), color=["tab:gray" if n in ("BM25", "MiniLM zero-shot") else "tab:blue" for n in table.index])
 ax.set(xlabel="test NDCG@10 (95 % bootstrap CI)", title=f"Search over {len(ids):,} products, {len(eval_queries['test']):,} test queries")
 plt.tight_layout()
 plt.show()
@@ -841,9 +848,7 @@ axes[0].barh(pair, [fits[n].trainable_parameters for n in pair], color=["tab:gra
 axes[0].set(xscale="log", xlabel="trainable parameters (log)")
 axes[1].barh(pair, [fits[n].seconds for n in pair], color=["tab:gray", "tab:blue"])
 axes[1].set(xlabel="training seconds")
-ci = [[float(b) for b in table.loc[n, "ndcg@10 95% CI"][1:-1].split(",")] for n in pair]
-axes[2].barh(pair, [table.loc[n, "ndcg@10"] for n in pair], color=["tab:gray", "tab:blue"],
-             xerr=np.array([[table.loc[n, "ndcg@10"] - lo, hi - table.loc[n, "ndcg@10"]] for n, (lo, hi) in zip(pair, ci)]).T)
+axes[2].barh(pair, [table.loc[n, "ndcg@10"] for n in pair], color=["tab:gray", "tab:blue"], xerr=ci_errors(pair))
 axes[2].set(xlabel="test NDCG@10 (95 % CI)")
 axes[1].set_yticks([])
 axes[2].set_yticks([])
