@@ -200,9 +200,8 @@ print(f"{len(real):,} real pairs — {profile.biencoder_steps} steps of {BATCH_S
 # %% [markdown]
 # Each fine-tuned model must embed the whole catalogue again — the dominant cost of this chapter on a
 # CPU — so each pass takes the fastest runtime this processor has (`EmbeddingCache.catalogue`). Where it multiplies
-# bfloat16 natively (printed at the top), PyTorch under bf16 autocast: about 1.25× ONNX Runtime's fp32 and 1.7×
-# PyTorch's fp32 on 2 cores, with a cosine to the fp32 vector above 0.9999 (`07` measures speed and parity on the
-# fine-tuned encoder). Elsewhere the same fp32 weights run through ONNX Runtime, checked against PyTorch on a sample
+# bfloat16 natively (printed at the top), PyTorch under bf16 autocast; `07` measures its speed and its parity with
+# fp32 against ONNX Runtime and PyTorch fp32 on the fine-tuned encoder. Elsewhere the same fp32 weights run through ONNX Runtime, checked against PyTorch on a sample
 # of titles; its export costs a few seconds, so a catalogue under `embedding_cache.ONNX_FROM_TEXTS` titles stays in
 # PyTorch fp32.
 # Every pass goes through an **embedding cache** (`ecomrec.models.embedding_cache`) keyed by a hash of the
@@ -416,7 +415,7 @@ lora_table.style.format({"trainable parameters": "{:,.0f}", "share trained": "{:
 # fitted on a seeded sample of *valid* judgments. Being monotone, calibration leaves every ranking unchanged.
 # Scoring tens of thousands of pairs is this section's cost, so after training it runs on the fastest runtime this
 # processor has, by the catalogue passes' rule: where bf16 is native, PyTorch under bf16 autocast, as in its valid
-# evaluations (about 1.2× ONNX Runtime's fp32 on 2 cores, scores within 0.01; `07` times every runtime); elsewhere
+# evaluations (the rate is printed with the runtime below; `07` times every runtime and its parity); elsewhere
 # the same fp32 weights exported to ONNX Runtime, one single-thread session per core on length-sorted batches,
 # checked against PyTorch on 256 pairs (scores within $10^{-4}$ or it stops).
 
