@@ -162,6 +162,19 @@ def verdict(low: float, high: float) -> str:
     return HELPED if low > 0 else HURT if high < 0 else NO_DIFFERENCE
 
 
+def error_bars(estimates, lows, highs) -> np.ndarray:
+    """The (2, n) error-bar lengths matplotlib's `xerr` / `yerr` take: estimate − low below, high − estimate above,
+    each floored at 0. A percentile-bootstrap interval need not contain its mean (a collapsed model's scores, all
+    near 0, give one that starts above it), and matplotlib refuses a negative length; a NaN (no interval) is kept,
+    and draws no bar. Every notebook's interval plot and the report's front page use it."""
+    estimates, lows, highs = (np.asarray(v, dtype=float).ravel() for v in (estimates, lows, highs))
+    if not len(estimates) == len(lows) == len(highs):
+        raise ValueError(f"need as many lows and highs as estimates, got {len(estimates)}, {len(lows)}, {len(highs)}")
+    if (lows > highs).any():
+        raise ValueError("an interval has low > high")
+    return np.maximum(np.vstack([estimates - lows, highs - estimates]), 0.0)
+
+
 def catalog_coverage(recommended: pd.Series, catalogue_size: int) -> float:
     """Share of the catalogue that appears in at least one recommendation list."""
     return len(set().union(*map(set, recommended))) / catalogue_size if len(recommended) else 0.0

@@ -19,7 +19,7 @@ import math
 import re
 from pathlib import Path
 
-from ecomrec.metrics import verdict
+from ecomrec.metrics import error_bars, verdict
 
 SEARCH_EXCLUDED = ("cross_encoder", "train_mean", "selected")  # 04's helper rows, not systems
 DEPLOY_VERSIONS = ("PyTorch_fp32", "PyTorch_bf16", "PyTorch_int8", "ONNX_fp32", "ONNX_int8")
@@ -241,7 +241,7 @@ def headline_figures(recorded: dict[str, dict[str, float]], folder: str | Path,
         fig = Figure(figsize=(7, 0.32 * len(rows) + 1.2))
         ax = fig.subplots()
         labels, values = [r[0] for r in rows], [r[1] for r in rows]
-        errors = [[max(v - r[2], 0) for v, r in zip(values, rows)], [max(r[3] - v, 0) for v, r in zip(values, rows)]]
+        errors = error_bars(values, [r[2] for r in rows], [r[3] for r in rows])
         ax.barh(labels, values, xerr=errors, color="tab:blue", capsize=2)
         largest = max(max(values), max(r[3] for r in rows if math.isfinite(r[3])) if rows else 0)
         for y, (v, row) in enumerate(zip(values, rows)):

@@ -53,7 +53,7 @@ from ecomrec.notebook import begin, finish
 from ecomrec.augment.attributes import BrandLexicon, parse_attributes
 from ecomrec.config import native_bf16
 from ecomrec.data.pairs import RELEVANT, judged_pairs
-from ecomrec.metrics import bootstrap_ci, paired_bootstrap, verdict
+from ecomrec.metrics import bootstrap_ci, error_bars, paired_bootstrap, verdict
 from ecomrec.models import behaviour, mlm
 from ecomrec.models import retrieval as R
 from ecomrec.models.embedding_cache import EmbeddingCache
@@ -201,9 +201,9 @@ print(f"{len(real):,} real pairs — {profile.biencoder_steps} steps of {BATCH_S
 # Each fine-tuned model must embed the whole catalogue again — the dominant cost of this chapter on a
 # CPU — so each pass takes the fastest runtime this processor has (`EmbeddingCache.catalogue`). Where it multiplies
 # bfloat16 natively (printed at the top), PyTorch under bf16 autocast; `07` measures its speed and its parity with
-# fp32 against ONNX Runtime and PyTorch fp32 on the fine-tuned encoder. Elsewhere the same fp32 weights run through ONNX Runtime, checked against PyTorch on a sample
-# of titles; its export costs a few seconds, so a catalogue under `embedding_cache.ONNX_FROM_TEXTS` titles stays in
-# PyTorch fp32.
+# fp32 against ONNX Runtime and PyTorch fp32 on the fine-tuned encoder. Elsewhere the same fp32 weights run through
+# ONNX Runtime, checked against PyTorch on a sample of titles; its export costs a few seconds, so a catalogue under
+# `embedding_cache.ONNX_FROM_TEXTS` titles stays in PyTorch fp32.
 # Every pass goes through an **embedding cache** (`ecomrec.models.embedding_cache`) keyed by a hash of the
 # model's weights and tokenizer, the titles and the runtime: a later run that trains the very same model (same
 # seed, same data) reads these embeddings instead of paying for the pass again.
@@ -801,11 +801,9 @@ table.style.format({m: "{:.3f}" for m in [*R.SEARCH_METRICS, "NDCG@10 judged-onl
 
 # %%
 def ci_errors(names) -> np.ndarray:
-    """Error-bar lengths below and above each system's test NDCG@10, from its bootstrap interval (a percentile
-    interval need not contain the mean, hence the floor at 0)."""
-    means = np.array([table.loc[n, "ndcg@10"] for n in names])
+    """Error bars of each system's test NDCG@10 from its bootstrap interval's numbers (not the table's rounded text)."""
     low, high = np.array([intervals[(n, "ndcg@10")] for n in names]).T
-    return np.maximum([means - low, high - means], 0.0)
+    return error_bars([table.loc[n, "ndcg@10"] for n in names], low, high)
 
 
 fig, ax = plt.subplots(figsize=(9, 0.45 * len(table) + 1))

@@ -45,7 +45,7 @@ from ecomrec import config as C
 from ecomrec import reporting
 from ecomrec.notebook import begin, finish
 from ecomrec.data.pairs import office_content_text
-from ecomrec.metrics import bootstrap_ci, catalog_coverage, intra_list_diversity, novelty, popularity_bias, verdict
+from ecomrec.metrics import bootstrap_ci, catalog_coverage, error_bars, intra_list_diversity, novelty, popularity_bias, verdict
 from ecomrec.models.encoders import load_minilm
 from ecomrec.models.embedding_cache import EmbeddingCache
 from ecomrec.models.search import encode
@@ -364,7 +364,7 @@ vs_best.style.format({f"test NDCG@{K}": "{:.4f}", "Δ": "{:+.4f}", "low": "{:+.4
 # %%
 results = pd.concat([main, hybrid_table]).sort_values(f"ndcg@{K}", ascending=False)
 fig, ax = plt.subplots(figsize=(9, 0.42 * len(results) + 1))
-err = np.vstack([results[f"ndcg@{K}"] - results[f"ndcg@{K} low"], results[f"ndcg@{K} high"] - results[f"ndcg@{K}"]])
+err = error_bars(results[f"ndcg@{K}"], results[f"ndcg@{K} low"], results[f"ndcg@{K} high"])
 colours = ["tab:orange" if n in hybrid_names else "tab:blue" for n in results.index]
 ax.barh(results.index[::-1], results[f"ndcg@{K}"][::-1], xerr=err[:, ::-1], color=colours[::-1])
 for name, ref in RECBOLE_REFERENCE.items():

@@ -48,7 +48,7 @@ from ecomrec.augment.filters import explode_generated, filter_queries, unfiltere
 from ecomrec.augment.generators import for_generation, generation_dtype
 from ecomrec.notebook import begin, finish
 from ecomrec.data.pairs import RELEVANT, cold_queries, judged_pairs
-from ecomrec.metrics import bootstrap_ci, compare_with_ranx, paired_bootstrap, verdict
+from ecomrec.metrics import bootstrap_ci, compare_with_ranx, error_bars, paired_bootstrap, verdict
 from ecomrec.models import efficiency as E
 from ecomrec.models import retrieval as R
 from ecomrec.models.selection import PATIENCE
@@ -277,7 +277,7 @@ for (name, rows), colour in zip(curve.groupby("row", sort=False), plt.cm.tab10.c
     for ax, (y, low, high) in zip(axes, (("NDCG@10", "low", "high"), ("Δ", "Δ low", "Δ high"))):
         rows_here = rows.dropna(subset=[y])
         x = rows_here["N"].map(position) + shift
-        ax.errorbar(x, rows_here[y], yerr=[rows_here[y] - rows_here[low], rows_here[high] - rows_here[y]], color=colour,
+        ax.errorbar(x, rows_here[y], yerr=error_bars(rows_here[y], rows_here[low], rows_here[high]), color=colour,
                     capsize=3, label=name, lw=1)
         ax.scatter(x, rows_here[y], edgecolors=[colour], zorder=3,
                    facecolors=["white" if bound else colour for bound in rows_here["upper bound"]])
@@ -459,7 +459,7 @@ def delta_plot(table: pd.DataFrame, title: str, ax) -> None:
     table = table.dropna(subset=["Δ"])
     colours = ["tab:gray" if lo <= 0 <= hi else "tab:green" if lo > 0 else "tab:red"
                for lo, hi in zip(table["Δ low"], table["Δ high"])]
-    ax.barh(table.index, table["Δ"], xerr=[table["Δ"] - table["Δ low"], table["Δ high"] - table["Δ"]], color=colours)
+    ax.barh(table.index, table["Δ"], xerr=error_bars(table["Δ"], table["Δ low"], table["Δ high"]), color=colours)
     ax.axvline(0, color="black", lw=0.8)
     ax.set(title=title, xlabel="Δ NDCG@10 vs reference (95 % paired bootstrap)")
 
@@ -501,7 +501,7 @@ from_04.style.format("{:.3f}")
 
 # %%
 fig, ax = plt.subplots(figsize=(9, 2.8))
-ax.barh(from_04.index, from_04["ndcg@10"], xerr=[from_04["ndcg@10"] - from_04["low"], from_04["high"] - from_04["ndcg@10"]],
+ax.barh(from_04.index, from_04["ndcg@10"], xerr=error_bars(from_04["ndcg@10"], from_04["low"], from_04["high"]),
         color=["tab:gray" if "none" in row or "full" in row else "tab:blue" for row in from_04.index])
 ax.axvline(from_04.loc["pretraining: none (packaged MiniLM)", "ndcg@10"], color="black", lw=0.8, ls="--")
 ax.set(title="Pretraining and LoRA (04, same step budget)", xlabel="test NDCG@10 (95 % bootstrap CI)")
@@ -520,7 +520,7 @@ rec_rows = {"SASRec": "SASRec", "SASRec + sequence views (02)": "SASRec_plus_seq
 rec_table = pd.DataFrame({label: {"NDCG@10": r05[f"rec/test/{key}/ndcg@10"], "low": r05[f"rec/test/{key}/ndcg@10_ci_low"],
                                   "high": r05[f"rec/test/{key}/ndcg@10_ci_high"]} for label, key in rec_rows.items()}).T
 fig, ax = plt.subplots(figsize=(8, 3.4))
-ax.barh(rec_table.index, rec_table["NDCG@10"], xerr=[rec_table["NDCG@10"] - rec_table["low"], rec_table["high"] - rec_table["NDCG@10"]])
+ax.barh(rec_table.index, rec_table["NDCG@10"], xerr=error_bars(rec_table["NDCG@10"], rec_table["low"], rec_table["high"]))
 ax.invert_yaxis()
 ax.set(xlabel="test NDCG@10 (95 % bootstrap)", title="Recommendation: augmentation and fusion")
 plt.tight_layout()

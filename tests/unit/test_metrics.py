@@ -149,3 +149,19 @@ def test_verdict_reads_a_paired_interval():
         M.verdict(0.2, 0.1)
     with pytest.raises(ValueError):
         M.verdict(float("nan"), 0.1)
+
+
+def test_error_bars_are_the_interval_around_the_estimate_and_never_negative():
+    bars = M.error_bars([0.30, 0.5], [0.25, 0.45], [0.40, 0.52])
+    assert bars.shape == (2, 2)
+    np.testing.assert_allclose(bars, [[0.05, 0.05], [0.10, 0.02]])
+    # a collapsed model: mean 7e-5, percentile interval [1e-4, 2.2e-4] above it — the lower bar is 0, not negative
+    collapsed = M.error_bars([7.3e-5], [1e-4], [2.2e-4])
+    assert collapsed[0, 0] == 0.0 and collapsed[1, 0] == pytest.approx(2.2e-4 - 7.3e-5)
+    assert np.isnan(M.error_bars([0.3], [float("nan")], [float("nan")])).all()  # no interval: no bar, kept as NaN
+    values = pd.Series([0.2, 0.3])  # pandas columns, as the notebooks pass them
+    np.testing.assert_allclose(M.error_bars(values, values - 0.1, values + 0.2), [[0.1, 0.1], [0.2, 0.2]])
+    with pytest.raises(ValueError):
+        M.error_bars([0.3, 0.4], [0.2], [0.5])
+    with pytest.raises(ValueError):
+        M.error_bars([0.3], [0.5], [0.2])
