@@ -33,7 +33,7 @@ from torch import nn
 
 from ecomrec import config as C
 from ecomrec.metrics import bootstrap_ci, seed_pooled_paired, verdict
-from ecomrec.models.loop import LoopFit, train_until_valid
+from ecomrec.models.loop import LoopFit, adamw, train_until_valid
 from ecomrec.models.query_tower import DocumentMap, map_catalogue, training_examples
 from ecomrec.models.search import top_k_inner
 from ecomrec.models.selection import PATIENCE
@@ -202,7 +202,7 @@ def train_adapters(query_vectors: np.ndarray, query_index: Sequence[int], produc
             logits[torch.from_numpy(others[found, 0]), torch.from_numpy(at[found])] = -torch.inf
         return nn.functional.cross_entropy(logits, torch.from_numpy(np.searchsorted(candidates, batch[:, 1])))
 
-    optimiser = torch.optim.AdamW(list(query_map.parameters()) + list(doc_map.parameters()), lr=learning_rate)
+    optimiser = adamw(list(query_map.parameters()) + list(doc_map.parameters()), lr=learning_rate)
     loop = train_until_valid({"query_map": query_map, "doc_map": doc_map}, optimiser, len(pairs), batch_loss,
                              lambda: score_valid(fit), batch_size=batch_size, eval_every=eval_every, patience=patience,
                              max_epochs=max_epochs, max_seconds=max_seconds, decay=False, seed=seed)

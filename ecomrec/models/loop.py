@@ -61,6 +61,19 @@ class LoopFit:
             ax.axhline(baseline, color="gray", linestyle="--", label=baseline_label)
 
 
+def adamw(params, **options) -> torch.optim.AdamW:
+    """AdamW over `params` (tensors or parameter groups) with PyTorch's fused kernel where every parameter is a
+    floating-point tensor on a CPU or CUDA device, else PyTorch's default implementation. The update rule is the
+    same; the fused kernel updates every tensor in one pass instead of a loop of small ones. On the 2-core host of
+    the reference run, an update of MiniLM's 22.7 M parameters took 0.016 s against 0.089 s: `04`'s two-tower step
+    16 % and its cross-encoder step 19 % shorter (`scripts/bench_optimiser.py`). The Hugging Face trainers of `02`,
+    `03` and `04b` already use this kernel by default."""
+    params = [group | {"params": list(group["params"])} if isinstance(group, dict) else group for group in params]
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    fused = bool(tensors) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
+    return torch.optim.AdamW(params, fused=fused or None, **options)
+
+
 def lr_factor(step: int, warmup: int, max_steps: int, decay: bool) -> float:
     """Linear warm-up over `warmup` steps, then constant or (with `decay`) linear decay to 0 at `max_steps`."""
     if step < warmup:

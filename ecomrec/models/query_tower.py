@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ecomrec import config as C
-from ecomrec.models.loop import LoopFit, train_until_valid
+from ecomrec.models.loop import LoopFit, adamw, train_until_valid
 
 
 class DocumentMap(nn.Module):
@@ -147,6 +147,6 @@ def fit_against_catalogue(model, doc_map: DocumentMap | None, extra: dict[str, n
         groups.append({"params": [p for module in side for p in module.parameters()], "lr": map_learning_rate})
     parts = {"query_tower": model} | extra | ({"doc_map": doc_map} if doc_map is not None else {})
     model.train()
-    fit = train_until_valid(parts, torch.optim.AdamW(groups), n_examples, batch_loss,
+    fit = train_until_valid(parts, adamw(groups), n_examples, batch_loss,
                             lambda: score_valid(model, map_catalogue(catalogue, doc_map)), decay=False, desc=desc, **loop)
     return QueryTowerFit(**vars(fit), doc_map=doc_map.eval() if doc_map is not None else None)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ecomrec import config as C
-from ecomrec.models.loop import LoopFit, train_until_valid
+from ecomrec.models.loop import LoopFit, adamw, train_until_valid
 from ecomrec.models.retrieval import evaluate_run, fuse_runs, is_judged, top_k
 
 
@@ -65,7 +65,7 @@ def train_reranker(cross, queries: Sequence[str], titles: Sequence[str], labels:
         logits = logits.float()
         return nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels[rows]).to(logits.device))
 
-    optimiser = torch.optim.AdamW([p for p in cross.parameters() if p.requires_grad], lr=learning_rate)
+    optimiser = adamw([p for p in cross.parameters() if p.requires_grad], lr=learning_rate)
     cross.train()
     return train_until_valid({"cross": cross}, optimiser, len(labels), batch_loss, lambda: score_valid(cross),
                              batch_size=batch_size, eval_every=eval_every, patience=patience, max_epochs=max_epochs,

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ecomrec import config as C
-from ecomrec.models.loop import LoopFit, train_until_valid
+from ecomrec.models.loop import LoopFit, adamw, train_until_valid
 from ecomrec.models.query_tower import embed, training_examples
 
 
@@ -80,7 +80,7 @@ def train_two_tower(model, queries: Sequence[str], titles: Sequence[str], query_
         logits = (scale * q @ p.T).masked_fill(torch.from_numpy(in_batch_false_negatives(batch, positives)).to(q.device), -torch.inf)
         return nn.functional.cross_entropy(logits, target[:len(batch)])
 
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+    optimiser = adamw([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     model.train()
     return train_until_valid({"model": model}, optimiser, len(pairs), batch_loss, lambda: score_valid(model),
                              batch_size=batch_size, eval_every=eval_every, patience=patience, max_epochs=max_epochs,

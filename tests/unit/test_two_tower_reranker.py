@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ecomrec.models.loop import lr_factor, train_until_valid
+from ecomrec.models.loop import adamw, lr_factor, train_until_valid
 from ecomrec.models.reranker import choose_rerank, interpolate, mine_hard_negatives, train_reranker
 from ecomrec.models.selection import BUDGET, PATIENCE
 from ecomrec.models.two_tower import in_batch_false_negatives, subcatalogue_scorer, train_two_tower
@@ -19,6 +19,25 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(12, 4, 20, decay=True) == pytest.approx(0.5)
     assert lr_factor(20, 4, 20, decay=True) == 0.0
     assert lr_factor(12, 4, 20, decay=False) == 1.0
+
+
+def test_adamw_is_fused_on_a_cpu_and_makes_the_same_updates():
+    torch.manual_seed(0)
+    nets = [torch.nn.Linear(8, 4) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    fused = adamw([{"params": nets[0].parameters(), "lr": 1e-2}], weight_decay=0.01)
+    plain = torch.optim.AdamW([{"params": nets[1].parameters(), "lr": 1e-2}], weight_decay=0.01, foreach=False)
+    assert fused.defaults["fused"] is True and not plain.defaults["fused"]
+    assert len(fused.param_groups[0]["params"]) == 2  # a group's generator of parameters is read once, not used up
+    x = torch.randn(16, 8)
+    for _ in range(5):
+        for net, optimiser in zip(nets, (fused, plain)):
+            optimiser.zero_grad()
+            net(x).pow(2).mean().backward()
+            optimiser.step()
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(nets[0].parameters(), nets[1].parameters()))
+    torch.manual_seed(0)
+    assert not torch.allclose(nets[0].weight, torch.nn.Linear(8, 4).weight)  # the steps moved the weights
 
 
 def test_loop_restores_the_best_evaluation_and_says_why_it_stopped():
