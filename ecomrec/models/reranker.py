@@ -44,6 +44,24 @@ def mine_hard_negatives(run: pd.DataFrame, judged: pd.DataFrame, positive_score:
     return shuffled.groupby(C.COL_QUERY_ID, sort=False).head(per_query)[[C.COL_QUERY_ID, C.COL_PRODUCT_ID]].reset_index(drop=True)
 
 
+def bce_batch_loss(cross, queries: Sequence[str], titles: Sequence[str], labels: Sequence[float], *,
+                   bf16: bool = False) -> Callable[[np.ndarray], torch.Tensor]:
+    """`loss(rows)`: binary cross-entropy of the CrossEncoder's logits for the pairs (queries[i], titles[i]) of
+    `rows` against their soft labels (float32, in [0, 1]); `bf16`: the forward under bfloat16 autocast, the loss
+    in float32. `train_reranker` steps on it; `scripts/bench_optimiser.py` times it."""
+    labels = np.asarray(labels, dtype=np.float32)
+
+    def loss(rows: np.ndarray) -> torch.Tensor:
+        inputs = cross.preprocess([(queries[i], titles[i]) for i in rows])
+        inputs = {k: v.to(cross.device) if hasattr(v, "to") else v for k, v in inputs.items()}
+        with torch.autocast(cross.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = cross(inputs)["scores"].view(-1)
+        logits = logits.float()
+        return nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels[rows]).to(logits.device))
+
+    return loss
+
+
 def train_reranker(cross, queries: Sequence[str], titles: Sequence[str], labels: Sequence[float],
                    score_valid: Callable[[object], float], *, batch_size: int = 32, learning_rate: float = 5e-5,
                    eval_every: int = 200, patience: int = 3, max_epochs: float = 1.0, max_seconds: float | None = None,
@@ -57,14 +75,7 @@ def train_reranker(cross, queries: Sequence[str], titles: Sequence[str], labels:
     if len(labels) and (labels.min() < 0 or labels.max() > 1):
         raise ValueError("labels must lie in [0, 1]")
 
-    def batch_loss(rows: np.ndarray) -> torch.Tensor:
-        inputs = cross.preprocess([(queries[i], titles[i]) for i in rows])
-        inputs = {k: v.to(cross.device) if hasattr(v, "to") else v for k, v in inputs.items()}
-        with torch.autocast(cross.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = cross(inputs)["scores"].view(-1)
-        logits = logits.float()
-        return nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels[rows]).to(logits.device))
-
+    batch_loss = bce_batch_loss(cross, queries, titles, labels, bf16=bf16)
     optimiser = adamw([p for p in cross.parameters() if p.requires_grad], lr=learning_rate)
     cross.train()
     return train_until_valid({"cross": cross}, optimiser, len(labels), batch_loss, lambda: score_valid(cross),

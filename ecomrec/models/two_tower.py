@@ -56,6 +56,21 @@ def subcatalogue_scorer(ids: Sequence, titles: Sequence[str], query_ids: Sequenc
     return (lambda model: dense(model, encode(model, sub_titles))), sub_ids
 
 
+def mnrl_batch_loss(model, queries: Sequence[str], titles: Sequence[str], pairs: np.ndarray,
+                    positives: Sequence[np.ndarray], *, scale: float = 20.0, bf16: bool = False) -> Callable[[np.ndarray], torch.Tensor]:
+    """`loss(rows)`: the masked multiple-negatives ranking loss of the batch `pairs[rows]` (rows of query row,
+    product row; `positives[q]`: query q's known positive product rows, as `query_tower.training_examples`
+    returns them), both towers being `model`. `train_two_tower` steps on it; `scripts/bench_optimiser.py` times it."""
+    def loss(rows: np.ndarray) -> torch.Tensor:
+        batch = pairs[rows]
+        q = embed(model, [queries[i] for i in batch[:, 0]], bf16)
+        p = embed(model, [titles[j] for j in batch[:, 1]], bf16)
+        logits = (scale * q @ p.T).masked_fill(torch.from_numpy(in_batch_false_negatives(batch, positives)).to(q.device), -torch.inf)
+        return nn.functional.cross_entropy(logits, torch.arange(len(batch), device=logits.device))
+
+    return loss
+
+
 def train_two_tower(model, queries: Sequence[str], titles: Sequence[str], query_index: Sequence[int],
                     product_index: Sequence[int], score_valid: Callable[[object], float], *, batch_size: int = 32,
                     learning_rate: float = 5e-5, scale: float = 20.0, eval_every: int = 200, patience: int = 3,
@@ -71,15 +86,7 @@ def train_two_tower(model, queries: Sequence[str], titles: Sequence[str], query_
     pairs, positives = training_examples(query_index, product_index)
     if pairs[:, 0].max() >= len(queries) or pairs[:, 1].max() >= len(titles):
         raise ValueError("a query or product row is outside `queries` or `titles`")
-    target = torch.arange(batch_size, device=model.device)
-
-    def batch_loss(rows: np.ndarray) -> torch.Tensor:
-        batch = pairs[rows]
-        q = embed(model, [queries[i] for i in batch[:, 0]], bf16)
-        p = embed(model, [titles[j] for j in batch[:, 1]], bf16)
-        logits = (scale * q @ p.T).masked_fill(torch.from_numpy(in_batch_false_negatives(batch, positives)).to(q.device), -torch.inf)
-        return nn.functional.cross_entropy(logits, target[:len(batch)])
-
+    batch_loss = mnrl_batch_loss(model, queries, titles, pairs, positives, scale=scale, bf16=bf16)
     optimiser = adamw([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     model.train()
     return train_until_valid({"model": model}, optimiser, len(pairs), batch_loss, lambda: score_valid(model),

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ecomrec.models.loop import adamw, lr_factor, train_until_valid
-from ecomrec.models.reranker import choose_rerank, interpolate, mine_hard_negatives, train_reranker
+from ecomrec.models.reranker import bce_batch_loss, choose_rerank, interpolate, mine_hard_negatives, train_reranker
 from ecomrec.models.selection import BUDGET, PATIENCE
-from ecomrec.models.two_tower import in_batch_false_negatives, subcatalogue_scorer, train_two_tower
+from ecomrec.models.two_tower import in_batch_false_negatives, mnrl_batch_loss, subcatalogue_scorer, train_two_tower
 from fixture_files import TINY_TITLES as TITLES, TINY_TRAIN as TRAIN, TINY_VALID as VALID, tiny_sentence_model
 
 
@@ -114,6 +114,35 @@ def test_two_tower_lowers_valid_loss_on_a_tiny_catalogue(tmp_path):
     assert -fit.best_valid < 0.8 * before
     with pytest.raises(ValueError, match="outside"):
         train_two_tower(model, queries, TITLES, [0, 1], [0, 99], lambda m: 0.0, batch_size=2)
+
+
+def test_batch_losses_are_the_masked_mnrl_and_the_soft_label_bce(tmp_path):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from ecomrec.models.query_tower import embed, training_examples
+
+    model = tiny_sentence_model(tmp_path)
+    queries, titles = ["drill", "paint", "hose"], ["cordless drill", "wall paint", "garden hose", "drill bits"]
+    pairs, positives = training_examples(np.array([0, 1, 2, 0]), np.array([0, 1, 2, 3]))
+    rows = np.array([0, 1, 2, 3])  # pairs 0 and 3 share query "drill": each one's product is masked out of the other's row
+    batch = pairs[rows]
+    q = embed(model, [queries[i] for i in batch[:, 0]], False)
+    p = embed(model, [titles[j] for j in batch[:, 1]], False)
+    logits = 20.0 * q @ p.T
+    masked = logits.masked_fill(torch.from_numpy(in_batch_false_negatives(batch, positives)), -torch.inf)
+    expected = torch.nn.functional.cross_entropy(masked, torch.arange(len(rows)))
+    loss = mnrl_batch_loss(model, queries, titles, pairs, positives)(rows)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss.item() != pytest.approx(torch.nn.functional.cross_entropy(logits, torch.arange(len(rows))).item(), rel=1e-3)
+
+    cross = CrossEncoder(str(tmp_path / "tiny"), num_labels=1, max_length=32)
+    labels = [1.0, 0.5, 0.0]
+    cross_loss = bce_batch_loss(cross, queries, titles[:3], labels)
+    logits = torch.from_numpy(cross.predict(list(zip(queries, titles[:3])), activation_fn=torch.nn.Identity(),
+                                            convert_to_numpy=True, show_progress_bar=False)).float()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[[2, 0]], torch.tensor([0.0, 1.0]))
+    cross.eval()  # no dropout: the same logits as predict
+    assert cross_loss(np.array([2, 0])).item() == pytest.approx(expected.item(), rel=1e-4)
 
 
 def test_subcatalogue_keeps_every_judged_product_and_a_seeded_sample():
