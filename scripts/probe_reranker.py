@@ -21,7 +21,7 @@ weight are chosen on it as in `04`. With `--test`, the chosen settings re-rank e
 
     .venv/bin/python scripts/probe_reranker.py --variants bce,lce [--test]
 
-Measured 2026-12-08 01:41-02:25 UTC on a 2-core Intel Xeon (Sapphire Rapids, AMX), with the full run of be891e3's
+Measured 2026-12-08 01:41-02:19 UTC on a 2-core Intel Xeon (Sapphire Rapids, AMX), with the full run of be891e3's
 `04` (1,201 steps each; valid = the 300-query sample, NDCG@10; test = all 2,000 queries, each variant's valid choice):
 
 | variant | best valid, dense top 20 (step) | valid pipeline (depth, w) | test pipeline | test pipeline − fused [95 %] |
